@@ -1,0 +1,1 @@
+"""Benchmarks: each scenario measures tiketi against a baseline in the same run."""

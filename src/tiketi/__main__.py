@@ -1,0 +1,3 @@
+from tiketi.cli import main
+
+main()

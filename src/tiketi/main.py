@@ -1,0 +1,105 @@
+"""The application factory: settings, lifespan resources, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+import tiketi
+from tiketi.core.database import create_engine, create_sessionmaker
+from tiketi.core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    install_error_handlers,
+    problem_responses,
+)
+from tiketi.core.observability import Metrics, RequestContextMiddleware
+from tiketi.core.settings import Settings, get_settings
+from tiketi.health.router import router as health_router
+
+DESCRIPTION = """
+Tiketi sells event tickets in Kenya: organizers publish events with ticket tiers, customers
+hold tickets, pay with M-Pesa (STK push) and receive QR tickets that are scanned once at the gate.
+
+Errors are `application/problem+json` with a stable `code`. Lists are keyset-paginated
+(`limit`, `cursor` → `next_cursor`). Use **Authorize** with your email and password.
+"""
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable `<tag>-<function>` ids, so generated clients get readable method names."""
+    tag = str(route.tags[0]) if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        metrics.watch_engine(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="tiketi",
+        version=tiketi.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        responses=problem_responses(422),
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    app.include_router(health_router)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    _install_openapi(app)
+    return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Error responses are documented as `application/problem+json` only (what we send)."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default_openapi()
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
+                        content.pop("application/json", None)
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+            "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
