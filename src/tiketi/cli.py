@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tiketi.core.observability import configure_logging
 from tiketi.core.settings import ConfigurationError, Settings, get_settings
@@ -15,6 +20,7 @@ from tiketi.core.settings import ConfigurationError, Settings, get_settings
 logger = logging.getLogger("tiketi.cli")
 
 DEV_DATABASE = "tiketi"
+T = TypeVar("T")
 
 
 @contextmanager
@@ -61,9 +67,34 @@ def _run_uvicorn(host: str, port: int, workers: int, *, log_level: str) -> None:
     )
 
 
+def _run_with_session(
+    url: str, settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    from tiketi.core.database import create_engine, create_sessionmaker
+
+    async def run() -> T:
+        engine = create_engine(settings, database_url=url)
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _seed_demo(url: str, settings: Settings) -> None:
+    from tiketi.demo import seed_demo
+
+    _run_with_session(url, settings, seed_demo)
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.is_production:
+        print("tiketi dev is for development; use `tiketi serve` in production", file=sys.stderr)
+        return 2
     with database(settings) as url:
         _migrate(url)
+        _seed_demo(url, settings)
         print(
             f"\n  tiketi is starting on http://{args.host}:{args.port}  "
             f"(API docs: http://{args.host}:{args.port}/docs)\n",
@@ -88,6 +119,59 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.is_production:
+        print("refusing to seed demo data in production", file=sys.stderr)
+        return 2
+    with database(settings) as url:
+        _seed_demo(url, settings)
+    print("demo data ready (accounts: see README)", file=sys.stderr)
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from tiketi.core.errors import TiketiError
+    from tiketi.users.schemas import UserCreate
+    from tiketi.users.service import UserService
+
+    password = args.password or os.environ.get("TIKETI_ADMIN_PASSWORD")
+    if not password and sys.stdin.isatty():
+        password = getpass.getpass("Password for the new admin: ")
+    try:
+        data = (
+            UserCreate(
+                email=args.email,
+                password=password or "",
+                first_name=args.first_name,
+                last_name=args.last_name,
+                phone_number=args.phone,
+            )
+            if password
+            else None
+        )
+    except ValidationError as exc:
+        print(f"tiketi: invalid admin details: {exc}", file=sys.stderr)
+        return 2
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
+        async with sessionmaker() as session, session.begin():
+            user = await UserService(session).ensure_admin(
+                email=args.email, password=password, data=data
+            )
+            return user.email
+
+    with database(settings) as url:
+        try:
+            email = _run_with_session(url, settings, work)
+        except TiketiError as exc:
+            print(f"tiketi: {exc.detail}", file=sys.stderr)
+            return 2
+    print(f"{email} is an admin", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tiketi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
     migrate.set_defaults(handler=cmd_migrate)
+
+    seed = sub.add_parser("seed-demo", help="add demo accounts and events (development only)")
+    seed.set_defaults(handler=cmd_seed_demo)
+
+    admin = sub.add_parser("create-admin", help="create the first admin (or promote an account)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="or TIKETI_ADMIN_PASSWORD, or asked at a prompt")
+    admin.add_argument("--first-name", default="Admin")
+    admin.add_argument("--last-name", default="Tiketi")
+    admin.add_argument("--phone", default="0700000000")
+    admin.set_defaults(handler=cmd_create_admin)
     return parser
 
 

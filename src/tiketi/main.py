@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 import tiketi
+from tiketi.auth.router import router as auth_router
 from tiketi.core.database import create_engine, create_sessionmaker
 from tiketi.core.errors import (
     PROBLEM_MEDIA_TYPE,
@@ -19,8 +20,10 @@ from tiketi.core.errors import (
     problem_responses,
 )
 from tiketi.core.observability import Metrics, RequestContextMiddleware
+from tiketi.core.security import TokenCodec
 from tiketi.core.settings import Settings, get_settings
 from tiketi.health.router import router as health_router
+from tiketi.users.router import router as users_router
 
 DESCRIPTION = """
 Tiketi sells event tickets in Kenya: organizers publish events with ticket tiers, customers
@@ -62,9 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.token_codec = TokenCodec(
+        secret=settings.jwt_secret,
+        algorithm=settings.jwt_algorithm,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
     install_error_handlers(app)
 
     app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(users_router)
 
     if settings.cors_origins:
         app.add_middleware(

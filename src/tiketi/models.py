@@ -1,7 +1,9 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from tiketi.auth.models import LoginThrottle, RefreshToken
 from tiketi.core.database import Base
+from tiketi.users.models import User
 
 metadata = Base.metadata
 
-__all__ = ["Base", "metadata"]
+__all__ = ["Base", "LoginThrottle", "RefreshToken", "User", "metadata"]

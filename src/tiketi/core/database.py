@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tiketi.core.errors import TiketiError
 from tiketi.core.settings import Settings
 
 NAMING_CONVENTION = {
@@ -89,11 +90,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: commit once after the handler, roll back on any error."""
+    """The request's unit of work: commit once after the handler, roll back on any error
+    (except errors marked `keeps_changes`, whose writes are the point)."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
+        except TiketiError as error:
+            if error.keeps_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

@@ -25,6 +25,9 @@ class TiketiError(Exception):
     status_code: int = 400
     code: str = "bad_request"
     title: str | None = None
+    # An error that is itself evidence to keep (a failed sign-in, a replayed refresh token):
+    # the request's transaction commits what it wrote before the error is answered.
+    keeps_changes: bool = False
 
     def __init__(
         self,

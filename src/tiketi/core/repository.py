@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tiketi.core.database import Base
 from tiketi.core.pagination import decode_cursor, encode_cursor
@@ -38,11 +39,16 @@ class Repository(Generic[ModelT]):
         return obj
 
 
+def escape_like(text: str) -> str:
+    """User text inside a LIKE pattern matches literally (`%`, `_` and `\\` lose their magic)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def keyset_page(
     session: AsyncSession,
     stmt: Select[Any],
     *,
-    order: Sequence[ColumnElement[Any]],
+    order: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     key_types: Sequence[type | tuple[type, ...]],
     row_key: Callable[[Any], Sequence[Any]],
     cursor: str | None,

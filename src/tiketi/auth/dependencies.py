@@ -1,0 +1,59 @@
+"""Who is calling: `CurrentUser`, `OrganizerUser`, `AdminUser` for every router."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from tiketi.auth.exceptions import NotAuthenticated, RoleRequired
+from tiketi.auth.service import AuthService
+from tiketi.core.database import SessionDep
+from tiketi.core.security import TokenCodec
+from tiketi.users.models import Role, User
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_token_codec(request: Request) -> TokenCodec:
+    codec: TokenCodec = request.app.state.token_codec
+    return codec
+
+
+def get_auth_service(request: Request, session: SessionDep) -> AuthService:
+    return AuthService(session, request.app.state.settings, get_token_codec(request))
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def get_current_user(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    if not token:
+        raise NotAuthenticated()
+    return await auth.authenticate(token)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_organizer(user: CurrentUser) -> User:
+    if user.role not in (Role.organizer.value, Role.admin.value):
+        raise RoleRequired("Only organizers can do this")
+    return user
+
+
+async def get_admin(user: CurrentUser) -> User:
+    if user.role != Role.admin.value:
+        raise RoleRequired("Only admins can do this")
+    return user
+
+
+OrganizerUser = Annotated[User, Depends(get_organizer)]
+AdminUser = Annotated[User, Depends(get_admin)]
+
+
+def is_admin(user: User) -> bool:
+    return user.role == Role.admin.value
