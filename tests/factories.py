@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from tiketi.events.models import Event, TicketType
+from tiketi.events.schemas import EventCreate, TicketTypeCreate
+from tiketi.events.service import EventService
 from tiketi.users.models import Role, User
 from tiketi.users.schemas import UserCreate
 from tiketi.users.service import UserService
@@ -66,3 +73,54 @@ async def make_account(
         headers={"Authorization": f"Bearer {tokens['access_token']}"},
         refresh_token=tokens["refresh_token"],
     )
+
+
+def future(days: float = 7, hours: float = 0) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days, hours=hours)
+
+
+async def make_event(
+    app: FastAPI,
+    organizer: User,
+    *,
+    publish: bool = True,
+    tiers: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Event:
+    """An event (published by default) with tiers (Early Bird / VIP / Regular by default)."""
+    starts_at = fields.pop("starts_at", future())
+    values: dict[str, Any] = {
+        "title": "Nairobi Jazz Festival",
+        "description": "An evening of Kenyan jazz under the stars.",
+        "category": "music",
+        "tags": ["jazz", "outdoor"],
+        "venue": "Carnivore Grounds",
+        "city": "Nairobi",
+        "starts_at": starts_at,
+        "ends_at": fields.pop("ends_at", starts_at + timedelta(hours=5)),
+    }
+    values.update(fields)
+    if tiers is None:
+        tiers = [
+            {"name": "Early Bird", "price": 1500, "quantity": 100},
+            {"name": "VIP", "price": 5000, "quantity": 20, "max_per_order": 4},
+            {"name": "Regular", "price": 2500, "quantity": 300},
+        ]
+    async with app.state.sessionmaker() as session, session.begin():
+        service = EventService(session)
+        event = await service.create(organizer, EventCreate(**values))
+        for tier in tiers:
+            await service.add_ticket_type(event, TicketTypeCreate(**tier))
+        if publish:
+            await service.publish(event)
+    return event
+
+
+async def tiers_of(app: FastAPI, event_id: uuid.UUID) -> list[TicketType]:
+    async with app.state.sessionmaker() as session:
+        result = await session.execute(
+            select(TicketType)
+            .where(TicketType.event_id == event_id)
+            .order_by(TicketType.sort_order, TicketType.created_at)
+        )
+        return list(result.scalars())

@@ -22,6 +22,8 @@ from tiketi.core.errors import (
 from tiketi.core.observability import Metrics, RequestContextMiddleware
 from tiketi.core.security import TokenCodec
 from tiketi.core.settings import Settings, get_settings
+from tiketi.events.router import categories_router
+from tiketi.events.router import router as events_router
 from tiketi.health.router import router as health_router
 from tiketi.users.router import router as users_router
 
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(categories_router)
+    app.include_router(events_router)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -2,8 +2,18 @@
 
 from tiketi.auth.models import LoginThrottle, RefreshToken
 from tiketi.core.database import Base
+from tiketi.events.models import Category, Event, TicketType
 from tiketi.users.models import User
 
 metadata = Base.metadata
 
-__all__ = ["Base", "LoginThrottle", "RefreshToken", "User", "metadata"]
+__all__ = [
+    "Base",
+    "Category",
+    "Event",
+    "TicketType",
+    "LoginThrottle",
+    "RefreshToken",
+    "User",
+    "metadata",
+]

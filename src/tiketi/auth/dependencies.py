@@ -57,3 +57,15 @@ AdminUser = Annotated[User, Depends(get_admin)]
 
 def is_admin(user: User) -> bool:
     return user.role == Role.admin.value
+
+
+async def get_optional_user(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User | None:
+    """Public routes that show more to owners: anonymous is fine, a bad token is still 401."""
+    if not token:
+        return None
+    return await auth.authenticate(token)
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]

@@ -1,0 +1,193 @@
+"""Every query of the catalogue. Read paths use Core rows (no ORM identity-map cost)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, literal_column, select, true, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+
+from tiketi.core.repository import Repository, keyset_page
+from tiketi.events.models import Category, Event, EventStatus, TicketType
+
+
+class CategoryRepository(Repository[Category]):
+    model = Category
+
+    async def list_all(self) -> Sequence[Category]:
+        result = await self.session.execute(select(Category).order_by(Category.name))
+        return result.scalars().all()
+
+    async def get_by_slug(self, slug: str) -> Category | None:
+        result = await self.session.execute(select(Category).where(Category.slug == slug))
+        return result.scalar_one_or_none()
+
+    async def insert(self, *, slug: str, name: str) -> Category | None:
+        result = await self.session.execute(
+            insert(Category)
+            .values(slug=slug, name=name)
+            .on_conflict_do_nothing(index_elements=[Category.slug])
+            .returning(Category)
+        )
+        return result.scalar_one_or_none()
+
+
+_tier_totals = (
+    select(
+        func.min(TicketType.price).label("min_price"),
+        func.coalesce(func.sum(TicketType.quantity - TicketType.sold - TicketType.held), 0).label(
+            "available"
+        ),
+    )
+    .where(TicketType.event_id == Event.id)
+    .correlate(Event)
+    .lateral("tier_totals")
+)
+
+SUMMARY_COLUMNS = (
+    Event.id,
+    Event.title,
+    Category.slug.label("category"),
+    Event.tags,
+    Event.venue,
+    Event.city,
+    Event.starts_at,
+    Event.ends_at,
+    Event.image_url,
+    Event.status,
+    Event.created_at,
+    _tier_totals.c.min_price,
+    _tier_totals.c.available,
+)
+
+
+def summary_select() -> Select[Any]:
+    """EventSummary rows with `min_price` and `available` computed in the same query."""
+    return (
+        select(*SUMMARY_COLUMNS)
+        .join(Category, Category.id == Event.category_id)
+        .join(_tier_totals, true())
+    )
+
+
+class EventRepository(Repository[Event]):
+    model = Event
+
+    async def detail(self, event_id: uuid.UUID) -> Row[Any] | None:
+        """The event row with its category slug, in one round trip."""
+        result = await self.session.execute(
+            select(Event.__table__, Category.slug.label("category"))
+            .join(Category, Category.id == Event.category_id)
+            .where(Event.id == event_id)
+        )
+        return result.one_or_none()
+
+    async def tiers(self, event_id: uuid.UUID) -> Sequence[Row[Any]]:
+        result = await self.session.execute(
+            select(TicketType.__table__)
+            .where(TicketType.event_id == event_id)
+            .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
+        )
+        return result.all()
+
+    async def list_public(
+        self,
+        *,
+        category: str | None,
+        city: str | None,
+        now: datetime,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[Row[Any]], str | None]:
+        stmt = summary_select().where(
+            Event.status == EventStatus.published.value, Event.ends_at > now
+        )
+        if category:
+            stmt = stmt.where(Category.slug == category)
+        if city:
+            stmt = stmt.where(func.lower(Event.city) == city.strip().lower())
+        return await keyset_page(
+            self.session,
+            stmt,
+            order=[Event.starts_at, Event.id],
+            key_types=(datetime, uuid.UUID),
+            row_key=lambda r: [r.starts_at, r.id],
+            cursor=cursor,
+            limit=limit,
+            scalars=False,
+        )
+
+    async def list_by_organizer(
+        self, organizer_id: uuid.UUID, *, cursor: str | None, limit: int
+    ) -> tuple[list[Row[Any]], str | None]:
+        stmt = summary_select().where(Event.organizer_id == organizer_id)
+        return await keyset_page(
+            self.session,
+            stmt,
+            order=[Event.created_at, Event.id],
+            key_types=(datetime, uuid.UUID),
+            row_key=lambda r: [r.created_at, r.id],
+            cursor=cursor,
+            limit=limit,
+            descending=True,
+            scalars=False,
+        )
+
+    async def count_tiers(self, event_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(TicketType).where(TicketType.event_id == event_id)
+        )
+        return int(result.scalar_one())
+
+    async def committed_tickets(self, event_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(func.coalesce(func.sum(TicketType.sold + TicketType.held), 0)).where(
+                TicketType.event_id == event_id
+            )
+        )
+        return int(result.scalar_one())
+
+    async def delete(self, event_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Event).where(Event.id == event_id))
+
+
+class TicketTypeRepository(Repository[TicketType]):
+    model = TicketType
+
+    async def get_in_event(self, event_id: uuid.UUID, type_id: uuid.UUID) -> TicketType | None:
+        result = await self.session.execute(
+            select(TicketType).where(TicketType.id == type_id, TicketType.event_id == event_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def name_taken(
+        self, event_id: uuid.UUID, name: str, *, except_id: uuid.UUID | None = None
+    ) -> bool:
+        stmt: Select[Any] = select(literal_column("1")).where(
+            TicketType.event_id == event_id, func.lower(TicketType.name) == name.lower()
+        )
+        if except_id is not None:
+            stmt = stmt.where(TicketType.id != except_id)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def set_quantity(self, type_id: uuid.UUID, quantity: int) -> bool:
+        """Atomic against concurrent holds: refuses to drop below what is sold or held."""
+        result = await self.session.execute(
+            update(TicketType)
+            .where(TicketType.id == type_id, TicketType.sold + TicketType.held <= quantity)
+            .values(quantity=quantity)
+            .returning(TicketType.id)
+        )
+        return result.first() is not None
+
+    async def delete_if_unused(self, type_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            delete(TicketType)
+            .where(and_(TicketType.id == type_id, TicketType.sold == 0, TicketType.held == 0))
+            .returning(TicketType.id)
+        )
+        return result.first() is not None

@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tiketi.auth.dependencies import is_admin
+from tiketi.core.errors import InvalidInput
+from tiketi.events.exceptions import (
+    CategoryExists,
+    DuplicateTicketType,
+    EventHasSales,
+    EventNotFound,
+    InvalidEventState,
+    NotPublishable,
+    QuantityBelowCommitted,
+    TicketTypeInUse,
+    TicketTypeNotFound,
+    UnknownCategory,
+)
+from tiketi.events.models import Category, Event, EventStatus, TicketType
+from tiketi.events.repository import CategoryRepository, EventRepository, TicketTypeRepository
+from tiketi.events.schemas import (
+    Availability,
+    CategoryCreate,
+    EventCreate,
+    EventRead,
+    EventSummary,
+    EventUpdate,
+    TicketTypeCreate,
+    TicketTypeRead,
+    TicketTypeUpdate,
+)
+from tiketi.users.models import User
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_on_sale(
+    *,
+    status: str,
+    starts_at: datetime,
+    sales_start: datetime | None,
+    sales_end: datetime | None,
+    now: datetime,
+) -> bool:
+    """A tier sells while its event is published and not started, inside its sales window."""
+    if status != EventStatus.published.value or now >= starts_at:
+        return False
+    if sales_start is not None and now < sales_start:
+        return False
+    return not (sales_end is not None and now >= sales_end)
+
+
+def tier_view(tier: Any, *, status: str, starts_at: datetime, now: datetime) -> TicketTypeRead:
+    return TicketTypeRead(
+        id=tier.id,
+        name=tier.name,
+        description=tier.description,
+        price=tier.price,
+        quantity=tier.quantity,
+        available=tier.quantity - tier.sold - tier.held,
+        sales_start=tier.sales_start,
+        sales_end=tier.sales_end,
+        max_per_order=tier.max_per_order,
+        on_sale=is_on_sale(
+            status=status,
+            starts_at=starts_at,
+            sales_start=tier.sales_start,
+            sales_end=tier.sales_end,
+            now=now,
+        ),
+    )
+
+
+def summary_view(row: Row[Any]) -> EventSummary:
+    return EventSummary(
+        id=row.id,
+        title=row.title,
+        category=row.category,
+        tags=list(row.tags or []),
+        venue=row.venue,
+        city=row.city,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        image_url=row.image_url,
+        status=row.status,
+        min_price=row.min_price,
+        available=int(row.available or 0),
+    )
+
+
+def can_manage(user: User | None, organizer_id: uuid.UUID) -> bool:
+    return user is not None and (user.id == organizer_id or is_admin(user))
+
+
+class CategoryService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.categories = CategoryRepository(session)
+
+    async def list(self) -> Sequence[Category]:
+        return await self.categories.list_all()
+
+    async def create(self, data: CategoryCreate) -> Category:
+        category = await self.categories.insert(slug=data.slug, name=data.name)
+        if category is None:
+            raise CategoryExists(f"Category `{data.slug}` already exists")
+        return category
+
+
+class EventService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.events = EventRepository(session)
+        self.tiers = TicketTypeRepository(session)
+        self.categories = CategoryRepository(session)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def view(self, event_id: uuid.UUID, viewer: User | None) -> EventRead:
+        """Published and cancelled events are public; drafts exist only for owner and admins."""
+        row = await self.events.detail(event_id)
+        if row is None or (
+            row.status == EventStatus.draft.value and not can_manage(viewer, row.organizer_id)
+        ):
+            raise EventNotFound()
+        now = utcnow()
+        tiers = await self.events.tiers(event_id)
+        return EventRead(
+            id=row.id,
+            organizer_id=row.organizer_id,
+            title=row.title,
+            description=row.description,
+            category=row.category,
+            tags=list(row.tags or []),
+            venue=row.venue,
+            city=row.city,
+            address=row.address,
+            latitude=float(row.latitude) if row.latitude is not None else None,
+            longitude=float(row.longitude) if row.longitude is not None else None,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            timezone=row.timezone,
+            image_url=row.image_url,
+            status=row.status,
+            ticket_types=[
+                tier_view(t, status=row.status, starts_at=row.starts_at, now=now) for t in tiers
+            ],
+            published_at=row.published_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def availability(self, event_id: uuid.UUID, viewer: User | None) -> list[Availability]:
+        event = await self.view(event_id, viewer)
+        return [
+            Availability(
+                ticket_type_id=t.id,
+                name=t.name,
+                price=t.price,
+                quantity=t.quantity,
+                available=t.available,
+                on_sale=t.on_sale,
+            )
+            for t in event.ticket_types
+        ]
+
+    async def list_public(
+        self, *, category: str | None, city: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[EventSummary], str | None]:
+        rows, next_cursor = await self.events.list_public(
+            category=category, city=city, now=utcnow(), cursor=cursor, limit=limit
+        )
+        return [summary_view(r) for r in rows], next_cursor
+
+    async def list_mine(
+        self, user: User, *, cursor: str | None, limit: int
+    ) -> tuple[list[EventSummary], str | None]:
+        rows, next_cursor = await self.events.list_by_organizer(user.id, cursor=cursor, limit=limit)
+        return [summary_view(r) for r in rows], next_cursor
+
+    async def managed(self, event_id: uuid.UUID, user: User, *, lock: bool = False) -> Event:
+        """The event if `user` owns it or is an admin; 404 otherwise (never 403)."""
+        event = await (self.events.get_for_update(event_id) if lock else self.events.get(event_id))
+        if event is None or not can_manage(user, event.organizer_id):
+            raise EventNotFound()
+        return event
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _category_id(self, slug: str) -> uuid.UUID:
+        category = await self.categories.get_by_slug(slug)
+        if category is None:
+            raise UnknownCategory(f"Unknown category `{slug}`; see GET /categories")
+        return category.id
+
+    async def create(self, organizer: User, data: EventCreate) -> Event:
+        values = data.model_dump(exclude={"category"})
+        event = Event(
+            organizer_id=organizer.id,
+            category_id=await self._category_id(data.category),
+            status=EventStatus.draft.value,
+            **values,
+        )
+        return await self.events.add(event)
+
+    async def update(self, event: Event, data: EventUpdate) -> Event:
+        """Edit details. Cancelled events are frozen; the dates must stay coherent."""
+        if event.status == EventStatus.cancelled.value:
+            raise InvalidEventState("A cancelled event cannot be edited")
+        changes = data.model_dump(exclude_unset=True)
+        for required in (
+            "title",
+            "category",
+            "venue",
+            "city",
+            "starts_at",
+            "ends_at",
+            "timezone",
+            "tags",
+            "description",
+        ):
+            if required in changes and changes[required] is None:
+                raise InvalidInput(f"{required} cannot be null")
+        if "category" in changes:
+            event.category_id = await self._category_id(changes.pop("category"))
+        starts_at = changes.get("starts_at", event.starts_at)
+        ends_at = changes.get("ends_at", event.ends_at)
+        if ends_at <= starts_at:
+            raise InvalidInput("ends_at must be after starts_at")
+        if (
+            event.status == EventStatus.published.value
+            and "starts_at" in changes
+            and starts_at <= utcnow()
+        ):
+            raise InvalidInput("A published event cannot be moved into the past")
+        for field, value in changes.items():
+            setattr(event, field, value)
+        await self.session.flush()
+        await self.session.refresh(event)
+        return event
+
+    async def delete(self, event: Event) -> None:
+        """Only drafts can be deleted (a published event is cancelled instead)."""
+        if event.status != EventStatus.draft.value:
+            raise InvalidEventState("Only draft events can be deleted; cancel it instead")
+        if await self.events.committed_tickets(event.id):
+            raise EventHasSales("This event has orders; cancel it instead")
+        await self.events.delete(event.id)
+
+    async def publish(self, event: Event) -> Event:
+        """Needs at least one ticket type and a start in the future."""
+        if event.status != EventStatus.draft.value:
+            raise InvalidEventState(f"Only drafts can be published; this event is {event.status}")
+        if await self.events.count_tiers(event.id) == 0:
+            raise NotPublishable("Add at least one ticket type before publishing")
+        if event.starts_at <= utcnow():
+            raise NotPublishable("The event start is in the past")
+        event.status = EventStatus.published.value
+        event.published_at = utcnow()
+        await self.session.flush()
+        await self.session.refresh(event)
+        return event
+
+    async def cancel(self, event: Event) -> Event:
+        if event.status == EventStatus.cancelled.value:
+            raise InvalidEventState("The event is already cancelled")
+        event.status = EventStatus.cancelled.value
+        event.cancelled_at = utcnow()
+        await self.session.flush()
+        await self.session.refresh(event)
+        return event
+
+    # -- ticket types ----------------------------------------------------------------------
+
+    def _editable(self, event: Event) -> None:
+        if event.status == EventStatus.cancelled.value:
+            raise InvalidEventState("Ticket types of a cancelled event cannot change")
+
+    async def add_ticket_type(self, event: Event, data: TicketTypeCreate) -> TicketType:
+        self._editable(event)
+        if await self.tiers.name_taken(event.id, data.name):
+            raise DuplicateTicketType(f"This event already has a ticket type named {data.name!r}")
+        values = data.model_dump()
+        if values["sort_order"] is None:
+            values["sort_order"] = await self.events.count_tiers(event.id)
+        return await self.tiers.add(TicketType(event_id=event.id, **values))
+
+    async def update_ticket_type(
+        self, event: Event, type_id: uuid.UUID, data: TicketTypeUpdate
+    ) -> TicketType:
+        self._editable(event)
+        tier = await self.tiers.get_in_event(event.id, type_id)
+        if tier is None:
+            raise TicketTypeNotFound()
+        changes = data.model_dump(exclude_unset=True)
+        for required in ("name", "price", "quantity", "max_per_order", "sort_order"):
+            if required in changes and changes[required] is None:
+                raise InvalidInput(f"{required} cannot be null")
+        start = changes.get("sales_start", tier.sales_start)
+        end = changes.get("sales_end", tier.sales_end)
+        if start is not None and end is not None and end <= start:
+            raise InvalidInput("sales_end must be after sales_start")
+        if "name" in changes and await self.tiers.name_taken(
+            event.id, changes["name"], except_id=tier.id
+        ):
+            raise DuplicateTicketType(
+                f"This event already has a ticket type named {changes['name']!r}"
+            )
+        if "quantity" in changes and not await self.tiers.set_quantity(
+            tier.id, changes.pop("quantity")
+        ):
+            raise QuantityBelowCommitted(
+                "quantity cannot drop below the tickets already sold or held"
+            )
+        for field, value in changes.items():
+            setattr(tier, field, value)
+        await self.session.flush()
+        await self.session.refresh(tier)
+        return tier
+
+    async def delete_ticket_type(self, event: Event, type_id: uuid.UUID) -> None:
+        self._editable(event)
+        if await self.tiers.get_in_event(event.id, type_id) is None:
+            raise TicketTypeNotFound()
+        try:
+            async with self.session.begin_nested():
+                deleted = await self.tiers.delete_if_unused(type_id)
+        except IntegrityError:  # referenced by orders (even expired ones)
+            deleted = False
+        if not deleted:
+            raise TicketTypeInUse(
+                "Tickets of this type were sold or are held; it cannot be deleted"
+            )
+
+    def tier_read(self, event: Event, tier: TicketType) -> TicketTypeRead:
+        return tier_view(tier, status=event.status, starts_at=event.starts_at, now=utcnow())
