@@ -124,3 +124,75 @@ async def tiers_of(app: FastAPI, event_id: uuid.UUID) -> list[TicketType]:
             .order_by(TicketType.sort_order, TicketType.created_at)
         )
         return list(result.scalars())
+
+
+async def make_buyers(app: FastAPI, count: int) -> list[tuple[User, dict[str, str]]]:
+    """Many customers at once (one shared password hash) with access tokens minted directly:
+    concurrency tests need a crowd, not 100 argon2 computations."""
+    from tiketi.core.security import hash_password
+
+    password_hash = await hash_password(PASSWORD)
+    async with app.state.sessionmaker() as session, session.begin():
+        users = [
+            User(
+                email=f"buyer{next(_seq)}@example.com",
+                password_hash=password_hash,
+                first_name="Buyer",
+                last_name=str(i),
+                phone_number="254712345678",
+                role=Role.customer.value,
+            )
+            for i in range(count)
+        ]
+        session.add_all(users)
+        await session.flush()
+        for user in users:
+            await session.refresh(user)
+    codec = app.state.token_codec
+    return [
+        (
+            user,
+            {
+                "Authorization": "Bearer "
+                + codec.issue(user_id=user.id, role=user.role, token_version=0)[0]
+            },
+        )
+        for user in users
+    ]
+
+
+async def place_order(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    event_id: uuid.UUID,
+    lines: list[tuple[uuid.UUID, int]],
+    **kwargs: Any,
+) -> httpx.Response:
+    body = {
+        "event_id": str(event_id),
+        "items": [{"ticket_type_id": str(t), "quantity": q} for t, q in lines],
+    }
+    return await client.post("/orders", json=body, headers=headers, **kwargs)
+
+
+async def counters(app: FastAPI, type_id: uuid.UUID) -> tuple[int, int, int]:
+    """(quantity, sold, held) of a ticket type, read fresh."""
+    async with app.state.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(TicketType.quantity, TicketType.sold, TicketType.held).where(
+                    TicketType.id == type_id
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+
+async def pay_order(app: FastAPI, order_id: uuid.UUID | str) -> bool:
+    """Settle a pending order as a confirmed payment would (issues the tickets)."""
+    from tiketi.orders.service import OrderService
+
+    async with app.state.sessionmaker() as session, session.begin():
+        return await OrderService(session, app.state.settings).issue_tickets(
+            uuid.UUID(str(order_id))
+        )

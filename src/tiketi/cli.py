@@ -112,6 +112,36 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Background jobs only (hold expiry, payment reconciliation), no HTTP."""
+    import signal
+
+    from tiketi.core.database import create_engine, create_sessionmaker
+    from tiketi.core.jobs import JobRunner
+    from tiketi.jobs import application_jobs
+
+    async def run(url: str) -> None:
+        engine = create_engine(settings, database_url=url)
+        runner = JobRunner(
+            create_sessionmaker(engine),
+            application_jobs(),
+            interval=settings.jobs_interval_seconds,
+        )
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner.start()
+        logger.info("worker started", extra={"interval": settings.jobs_interval_seconds})
+        await stop.wait()
+        await runner.stop()
+        await engine.dispose()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
         _migrate(url)
@@ -189,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--migrate", action="store_true", help="upgrade the database before serving")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run the background jobs only (no HTTP)")
+    worker.set_defaults(handler=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
     migrate.set_defaults(handler=cmd_migrate)

@@ -19,12 +19,16 @@ from tiketi.core.errors import (
     install_error_handlers,
     problem_responses,
 )
+from tiketi.core.jobs import JobRunner
 from tiketi.core.observability import Metrics, RequestContextMiddleware
 from tiketi.core.security import TokenCodec
 from tiketi.core.settings import Settings, get_settings
 from tiketi.events.router import categories_router
 from tiketi.events.router import router as events_router
 from tiketi.health.router import router as health_router
+from tiketi.jobs import application_jobs
+from tiketi.orders.router import router as orders_router
+from tiketi.tickets.router import router as tickets_router
 from tiketi.users.router import router as users_router
 
 DESCRIPTION = """
@@ -52,9 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         metrics.watch_engine(engine)
+        runner = JobRunner(
+            app.state.sessionmaker, application_jobs(), interval=settings.jobs_interval_seconds
+        )
+        app.state.jobs = runner
+        if settings.jobs_enabled:
+            runner.start()
         try:
             yield
         finally:
+            await runner.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -81,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(categories_router)
     app.include_router(events_router)
+    app.include_router(orders_router)
+    app.include_router(tickets_router)
 
     if settings.cors_origins:
         app.add_middleware(

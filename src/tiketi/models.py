@@ -2,7 +2,10 @@
 
 from tiketi.auth.models import LoginThrottle, RefreshToken
 from tiketi.core.database import Base
+from tiketi.core.idempotency import IdempotencyRecord
 from tiketi.events.models import Category, Event, TicketType
+from tiketi.orders.models import Order, OrderItem
+from tiketi.tickets.models import Ticket
 from tiketi.users.models import User
 
 metadata = Base.metadata
@@ -11,9 +14,13 @@ __all__ = [
     "Base",
     "Category",
     "Event",
-    "TicketType",
+    "IdempotencyRecord",
     "LoginThrottle",
+    "Order",
+    "OrderItem",
     "RefreshToken",
+    "Ticket",
+    "TicketType",
     "User",
     "metadata",
 ]

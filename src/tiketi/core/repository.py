@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -14,6 +14,9 @@ from tiketi.core.database import Base
 from tiketi.core.pagination import decode_cursor, encode_cursor
 
 ModelT = TypeVar("ModelT", bound=Base)
+# Rows and selects of any shape (SQLAlchemy 2.1 types them by their column tuple).
+AnyRow = Row[*tuple[Any, ...]]
+AnySelect = Select[*tuple[Any, ...]]
 RowT = TypeVar("RowT")
 
 

@@ -270,8 +270,12 @@ class EventService:
         return event
 
     async def cancel(self, event: Event) -> Event:
+        """Cancel: pending orders are cancelled, paid ones await a refund, tickets are void."""
+        from tiketi.orders.service import settle_event_cancellation  # orders build on events
+
         if event.status == EventStatus.cancelled.value:
             raise InvalidEventState("The event is already cancelled")
+        await settle_event_cancellation(self.session, event.id)
         event.status = EventStatus.cancelled.value
         event.cancelled_at = utcnow()
         await self.session.flush()

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tiketi.core.database import SessionDep
+from tiketi.orders.service import OrderService
+
+
+def get_order_service(request: Request, session: SessionDep) -> OrderService:
+    return OrderService(session, request.app.state.settings)
+
+
+OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]

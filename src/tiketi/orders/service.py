@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tiketi.auth.dependencies import is_admin
+from tiketi.core.settings import Settings
+from tiketi.events.exceptions import EventNotFound
+from tiketi.events.models import EventStatus
+from tiketi.orders.exceptions import (
+    InvalidOrderItems,
+    LimitExceeded,
+    NotOnSale,
+    OrderNotFound,
+    OrderNotPending,
+    SoldOut,
+)
+from tiketi.orders.models import OrderStatus
+from tiketi.orders.repository import OrderRepository
+from tiketi.orders.schemas import OrderCreate, OrderItemRead, OrderRead
+from tiketi.tickets.repository import TicketRepository
+from tiketi.tickets.service import ticket_view
+from tiketi.users.models import User
+
+
+def _window_open(tier: Row[Any], now: datetime) -> bool:
+    if tier.sales_start is not None and now < tier.sales_start:
+        return False
+    return not (tier.sales_end is not None and now >= tier.sales_end)
+
+
+async def settle_event_cancellation(session: AsyncSession, event_id: uuid.UUID) -> None:
+    """The event is cancelled: pending orders are cancelled (holds released), paid orders
+    await a refund (`refund_pending`), and every valid ticket becomes void."""
+    orders = OrderRepository(session)
+    pending = await orders.pending_of_event(event_id)
+    if pending:
+        await orders.cancel_many(pending)
+        await orders.release_holds(pending)
+    await orders.mark_refund_pending(event_id)
+    await TicketRepository(session).void_for_event(event_id)
+
+
+class OrderService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.orders = OrderRepository(session)
+        self.tickets = TicketRepository(session)
+
+    async def place(self, buyer: User, data: OrderCreate) -> OrderRead:
+        """Hold tickets for `buyer`: every line or none, never beyond capacity.
+
+        Validation and the sold-out fast path read without locks; the conditional UPDATEs
+        that take the holds run last, sorted by tier id (no deadlocks between multi-line
+        orders), so the hot rows stay locked for the shortest time.
+        """
+        now = datetime.now(UTC)
+        ids = [line.ticket_type_id for line in data.items]
+        event, tiers = await self.orders.tiers_for_hold(data.event_id, ids)
+        if event is None or event.event_status == EventStatus.draft.value:
+            raise EventNotFound()
+        if event.event_status != EventStatus.published.value:
+            raise NotOnSale(f"This event is {event.event_status}; tickets are not on sale")
+        if event.starts_at <= now:
+            raise NotOnSale("This event has already started; tickets are no longer on sale")
+
+        lines: list[tuple[uuid.UUID, str, int, int]] = []
+        for line in data.items:
+            tier = tiers.get(line.ticket_type_id)
+            if tier is None:
+                raise InvalidOrderItems(
+                    f"Ticket type {line.ticket_type_id} is not part of this event"
+                )
+            if line.quantity > tier.max_per_order:
+                raise InvalidOrderItems(
+                    f"At most {tier.max_per_order} {tier.name} tickets per order"
+                )
+            if not _window_open(tier, now):
+                raise NotOnSale(f"{tier.name} tickets are not on sale now")
+            if tier.available < line.quantity:
+                raise self._sold_out(tier.name, tier.available)
+            lines.append((tier.id, tier.name, line.quantity, tier.price))
+
+        await self._enforce_caps(buyer, data.event_id, sum(q for _, _, q, _ in lines))
+        total = sum(q * price for _, _, q, price in lines)
+        order = await self.orders.insert_order(
+            buyer_id=buyer.id,
+            event_id=data.event_id,
+            total=total,
+            lines=lines,
+            ttl=timedelta(seconds=self.settings.hold_ttl_seconds),
+        )
+        for type_id, name, quantity, _ in sorted(lines, key=lambda line: line[0]):
+            if not await self.orders.hold(type_id, quantity):
+                if not await self.orders.is_on_sale(type_id):
+                    raise NotOnSale(f"{name} tickets are not on sale now")
+                raise self._sold_out(name, None)
+        if total == 0:
+            await self.issue_tickets(order.id)
+            return await self._read(order.id)
+        return OrderRead(
+            id=order.id,
+            event_id=order.event_id,
+            status=order.status,
+            total=order.total,
+            expires_at=order.expires_at,
+            created_at=order.created_at,
+            paid_at=None,
+            items=[
+                OrderItemRead(ticket_type_id=t, name=n, quantity=q, unit_price=p)
+                for t, n, q, p in lines
+            ],
+            tickets=[],
+        )
+
+    @staticmethod
+    def _sold_out(name: str, available: int | None) -> SoldOut:
+        if not available:
+            return SoldOut(f"{name} is sold out", extra={"ticket_type": name})
+        return SoldOut(
+            f"Only {available} {name} tickets are left",
+            extra={"ticket_type": name, "available": available},
+        )
+
+    async def _enforce_caps(self, buyer: User, event_id: uuid.UUID, quantity: int) -> None:
+        """Anti-hoarding: a cap on pending orders, and on tickets held per event."""
+        await self.orders.lock_buyer(buyer.id)
+        pending, held = await self.orders.buyer_exposure(buyer.id, event_id)
+        if pending >= self.settings.max_pending_orders_per_user:
+            raise LimitExceeded(
+                f"You already have {pending} unpaid orders; pay or cancel one first"
+            )
+        cap = self.settings.max_tickets_per_event_per_user
+        if held + quantity > cap:
+            raise LimitExceeded(
+                f"At most {cap} tickets per person may be held for one event (you hold {held})"
+            )
+
+    async def issue_tickets(self, order_id: uuid.UUID) -> bool:
+        """Settle a pending order: paid, holds become sales, one ticket per admission.
+
+        Runs in the caller's transaction. Idempotent: an order that is no longer pending
+        (already paid, say) issues nothing and returns False.
+        """
+        if not await self.orders.mark_paid(order_id, from_statuses=[OrderStatus.pending.value]):
+            return False
+        await self.orders.convert_holds_to_sales(order_id)
+        await self.tickets.issue_for_order(order_id)
+        return True
+
+    async def issue_after_lapse(self, order_id: uuid.UUID) -> bool:
+        """A payment for an order whose hold expired: sell again only if capacity remains.
+
+        All lines or none (a savepoint); False means the money needs a refund, never an
+        oversold ticket.
+        """
+        async with self.session.begin_nested() as savepoint:
+            if not await self.orders.mark_paid(order_id, from_statuses=[OrderStatus.expired.value]):
+                await savepoint.rollback()
+                return False
+            if not await self.orders.retake_as_sales(order_id):
+                await savepoint.rollback()
+                return False
+            await self.tickets.issue_for_order(order_id)
+        return True
+
+    async def cancel(self, order_id: uuid.UUID, actor: User) -> OrderRead:
+        """A pending order can be cancelled by its buyer (or an admin); the hold is released."""
+        order = await self.orders.get_for_update(order_id)
+        if order is None or not (order.buyer_id == actor.id or is_admin(actor)):
+            raise OrderNotFound()
+        if not await self.orders.close_pending(order_id, OrderStatus.cancelled):
+            raise OrderNotPending(
+                f"Only pending orders can be cancelled; this one is {order.status}"
+            )
+        await self.orders.release_holds([order_id])
+        return await self._read(order_id)
+
+    async def get(self, order_id: uuid.UUID, viewer: User) -> OrderRead:
+        order = await self.orders.get(order_id)
+        if order is None or not (order.buyer_id == viewer.id or is_admin(viewer)):
+            raise OrderNotFound()
+        return (await self._views([order]))[0]
+
+    async def list_mine(
+        self, buyer: User, *, cursor: str | None, limit: int
+    ) -> tuple[list[OrderRead], str | None]:
+        rows, next_cursor = await self.orders.list_by_buyer(buyer.id, cursor=cursor, limit=limit)
+        return await self._views(rows), next_cursor
+
+    async def _read(self, order_id: uuid.UUID) -> OrderRead:
+        order = await self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound()
+        return (await self._views([order]))[0]
+
+    async def _views(self, orders: Sequence[Row[Any]]) -> list[OrderRead]:
+        """Orders with their items and tickets: three queries for a whole page, not N+1."""
+        if not orders:
+            return []
+        ids = [o.id for o in orders]
+        items: dict[uuid.UUID, list[OrderItemRead]] = defaultdict(list)
+        for item in await self.orders.items_of(ids):
+            items[item.order_id].append(
+                OrderItemRead(
+                    ticket_type_id=item.ticket_type_id,
+                    name=item.name,
+                    quantity=item.quantity,
+                    unit_price=item.unit_price,
+                )
+            )
+        tickets = defaultdict(list)
+        for ticket in await self.tickets.of_orders(ids):
+            tickets[ticket.order_id].append(ticket_view(ticket))
+        return [
+            OrderRead(
+                id=o.id,
+                event_id=o.event_id,
+                status=o.status,
+                total=o.total,
+                expires_at=o.expires_at,
+                created_at=o.created_at,
+                paid_at=o.paid_at,
+                items=items[o.id],
+                tickets=tickets[o.id],
+            )
+            for o in orders
+        ]

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+import segno
+from pydantic import TypeAdapter
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tiketi.auth.dependencies import is_admin
+from tiketi.events.exceptions import EventNotFound
+from tiketi.events.repository import EventRepository
+from tiketi.tickets.exceptions import AlreadyCheckedIn, TicketNotFound, TicketVoid, UnknownTicket
+from tiketi.tickets.models import TicketStatus
+from tiketi.tickets.repository import TicketRepository
+from tiketi.tickets.schemas import CheckIn, CheckInResult, TicketRead
+from tiketi.users.models import User
+
+_TIMESTAMP = TypeAdapter(datetime)  # the same ISO form as every response body
+
+
+def ticket_view(row: Row[Any]) -> TicketRead:
+    return TicketRead(
+        id=row.id,
+        event_id=row.event_id,
+        order_id=row.order_id,
+        ticket_type_id=row.ticket_type_id,
+        ticket_type_name=row.ticket_type_name,
+        code=row.code,
+        status=row.status,
+        checked_in_at=row.checked_in_at,
+        holder_name=row.holder_name,
+    )
+
+
+def render_qr(code: str, fmt: str) -> bytes:
+    """The QR image of a ticket code (blocking: call through a worker thread)."""
+    import io
+
+    qr = segno.make_qr(code, error="m")
+    out = io.BytesIO()
+    if fmt == "png":
+        qr.save(out, kind="png", scale=8, border=4)
+    else:
+        qr.save(out, kind="svg", scale=8, border=4, xmldecl=False, title="tiketi ticket")
+    return out.getvalue()
+
+
+class TicketService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.tickets = TicketRepository(session)
+        self.events = EventRepository(session)
+
+    async def _organizer_of(self, event_id: uuid.UUID) -> uuid.UUID | None:
+        event = await self.events.get(event_id)
+        return event.organizer_id if event is not None else None
+
+    async def get(self, ticket_id: uuid.UUID, viewer: User) -> TicketRead:
+        """Visible to its holder, the event's organizer and admins; 404 to everyone else."""
+        row = await self.tickets.get(ticket_id)
+        if row is None:
+            raise TicketNotFound()
+        if (
+            row.holder_id != viewer.id
+            and not is_admin(viewer)
+            and await self._organizer_of(row.event_id) != viewer.id
+        ):
+            raise TicketNotFound()
+        return ticket_view(row)
+
+    async def list_mine(
+        self, holder: User, *, event_id: uuid.UUID | None, cursor: str | None, limit: int
+    ) -> tuple[list[TicketRead], str | None]:
+        rows, next_cursor = await self.tickets.list_by_holder(
+            holder.id, event_id=event_id, cursor=cursor, limit=limit
+        )
+        return [ticket_view(r) for r in rows], next_cursor
+
+    async def qr(self, ticket_id: uuid.UUID, holder: User, fmt: str) -> bytes:
+        row = await self.tickets.get(ticket_id)
+        if row is None or row.holder_id != holder.id:
+            raise TicketNotFound()
+        code: str = row.code
+        image: bytes = await anyio.to_thread.run_sync(render_qr, code, fmt)
+        return image
+
+    async def check_in(self, scanner: User, data: CheckIn) -> CheckInResult:
+        """Admit a ticket at the gate exactly once, even when two scanners send it together."""
+        organizer = await self._organizer_of(data.event_id)
+        if organizer is None or not (organizer == scanner.id or is_admin(scanner)):
+            raise EventNotFound()
+        admitted = await self.tickets.check_in(
+            event_id=data.event_id, code=data.code, scanner_id=scanner.id
+        )
+        row = await self.tickets.by_code(data.event_id, data.code)
+        if row is None:
+            raise UnknownTicket()
+        if admitted is None:
+            if row.status == TicketStatus.void.value:
+                raise TicketVoid()
+            scanned_by = await self.tickets.scanner_name(row.checked_in_by)
+            scanned_at = _TIMESTAMP.dump_python(row.checked_in_at, mode="json")
+            raise AlreadyCheckedIn(
+                f"Already checked in at {scanned_at}" + (f" by {scanned_by}" if scanned_by else ""),
+                extra={"checked_in_at": scanned_at, "checked_in_by": scanned_by},
+            )
+        return CheckInResult(ticket=ticket_view(row))
