@@ -88,11 +88,48 @@ def _seed_demo(url: str, settings: Settings) -> None:
     _run_with_session(url, settings, seed_demo)
 
 
+@contextmanager
+def daraja_simulator(settings: Settings, api_port: int) -> Iterator[None]:
+    """With MPESA_ENV=simulator, run the local Daraja next to the API (a child process)."""
+    import subprocess
+    from urllib.parse import urlsplit
+
+    from tiketi.core.settings import MpesaEnvironment
+
+    if settings.mpesa_env is not MpesaEnvironment.simulator:
+        yield
+        return
+    parts = urlsplit(settings.mpesa_base_url or "http://127.0.0.1:8001")
+    os.environ.setdefault("MPESA_CALLBACK_BASE_URL", f"http://127.0.0.1:{api_port}")
+    get_settings.cache_clear()
+    command = [
+        sys.executable,
+        "-m",
+        "tiketi",
+        "daraja-sim",
+        "--host",
+        parts.hostname or "127.0.0.1",
+        "--port",
+        str(parts.port or 8001),
+        "--callback-delay",
+        str(settings.mpesa_simulator_callback_delay_seconds),
+    ]
+    child = subprocess.Popen(command)  # noqa: S603 - our own command
+    try:
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     if settings.is_production:
         print("tiketi dev is for development; use `tiketi serve` in production", file=sys.stderr)
         return 2
-    with database(settings) as url:
+    with database(settings) as url, daraja_simulator(settings, args.port):
         _migrate(url)
         _seed_demo(url, settings)
         print(
@@ -146,6 +183,16 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
         _migrate(url)
     print("database is at the latest migration", file=sys.stderr)
+    return 0
+
+
+def cmd_daraja_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from tiketi.payments.mpesa.simulator import run_simulator, simulator_allowed
+
+    if not simulator_allowed(settings.tiketi_env.value):
+        print("the Daraja simulator is disabled in production", file=sys.stderr)
+        return 2
+    run_simulator(args.host, args.port, args.callback_delay, log_level="warning")
     return 0
 
 
@@ -225,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
     migrate.set_defaults(handler=cmd_migrate)
+
+    sim = sub.add_parser("daraja-sim", help="run the local M-Pesa Daraja simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8001)
+    sim.add_argument(
+        "--callback-delay", type=float, default=3.0, help="seconds before the callback is sent"
+    )
+    sim.set_defaults(handler=cmd_daraja_sim)
 
     seed = sub.add_parser("seed-demo", help="add demo accounts and events (development only)")
     seed.set_defaults(handler=cmd_seed_demo)

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tiketi.core.idempotency import IdempotencyRepository
-from tiketi.core.jobs import Job
+from tiketi.core.jobs import Job, Sessions, transactional
+from tiketi.orders.models import Order
 from tiketi.orders.repository import OrderRepository
+from tiketi.payments.models import Payment, PaymentStatus
+from tiketi.payments.service import PaymentService
 
 EXPIRY_BATCH = 100
+
+# An order whose payment is still in flight keeps its hold until the payment concludes
+# (the reconciliation job settles or flags it); only then may it expire.
+_NO_PAYMENT_IN_FLIGHT = ~exists().where(
+    Payment.order_id == Order.id, Payment.status == PaymentStatus.pending.value
+)
 
 
 async def expire_stale_holds(session: AsyncSession) -> int:
     """Pending orders past their deadline → expired; their holds released exactly once."""
     orders = OrderRepository(session)
-    expired = await orders.expire_stale(limit=EXPIRY_BATCH)
+    expired = await orders.expire_stale(limit=EXPIRY_BATCH, extra_guard=_NO_PAYMENT_IN_FLIGHT)
     await orders.release_holds(expired)
     return len(expired)
 
@@ -23,8 +35,18 @@ async def purge_idempotency_keys(session: AsyncSession) -> int:
     return await IdempotencyRepository(session).purge_expired()
 
 
-def application_jobs() -> list[Job]:
-    return [
-        Job("expire_stale_holds", expire_stale_holds, batch_size=EXPIRY_BATCH),
-        Job("purge_idempotency_keys", purge_idempotency_keys),
+def reconcile_payments(payments: PaymentService) -> Callable[[Sessions], Awaitable[int]]:
+    async def run(_: Sessions) -> int:
+        return await payments.reconcile()
+
+    return run
+
+
+def application_jobs(payments: PaymentService | None = None) -> list[Job]:
+    jobs = [
+        Job("expire_stale_holds", transactional(expire_stale_holds), batch_size=EXPIRY_BATCH),
+        Job("purge_idempotency_keys", transactional(purge_idempotency_keys)),
     ]
+    if payments is not None:
+        jobs.insert(0, Job("reconcile_payments", reconcile_payments(payments)))
+    return jobs

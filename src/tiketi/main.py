@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -28,6 +29,9 @@ from tiketi.events.router import router as events_router
 from tiketi.health.router import router as health_router
 from tiketi.jobs import application_jobs
 from tiketi.orders.router import router as orders_router
+from tiketi.payments.gateway import build_gateway
+from tiketi.payments.router import router as payments_router
+from tiketi.payments.service import PaymentService
 from tiketi.tickets.router import router as tickets_router
 from tiketi.users.router import router as users_router
 
@@ -56,8 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         metrics.watch_engine(engine)
+        # One HTTP client per process for Daraja (connection reuse, bounded pool).
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=50))
+        app.state.mpesa = build_gateway(settings, http)
         runner = JobRunner(
-            app.state.sessionmaker, application_jobs(), interval=settings.jobs_interval_seconds
+            app.state.sessionmaker,
+            application_jobs(PaymentService(app.state.sessionmaker, app.state.mpesa, settings)),
+            interval=settings.jobs_interval_seconds,
         )
         app.state.jobs = runner
         if settings.jobs_enabled:
@@ -66,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runner.stop()
+            await http.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -94,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(orders_router)
     app.include_router(tickets_router)
+    app.include_router(payments_router)
 
     if settings.cors_origins:
         app.add_middleware(

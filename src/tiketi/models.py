@@ -5,6 +5,7 @@ from tiketi.core.database import Base
 from tiketi.core.idempotency import IdempotencyRecord
 from tiketi.events.models import Category, Event, TicketType
 from tiketi.orders.models import Order, OrderItem
+from tiketi.payments.models import Payment, PaymentCallback
 from tiketi.tickets.models import Ticket
 from tiketi.users.models import User
 
@@ -18,6 +19,8 @@ __all__ = [
     "LoginThrottle",
     "Order",
     "OrderItem",
+    "Payment",
+    "PaymentCallback",
     "RefreshToken",
     "Ticket",
     "TicketType",

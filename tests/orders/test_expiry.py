@@ -6,7 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.factories import counters, make_buyers, make_event, make_user, place_order, tiers_of
-from tiketi.core.jobs import Job, JobRunner
+from tiketi.core.jobs import Job, JobRunner, transactional
 from tiketi.jobs import application_jobs, expire_stale_holds
 from tiketi.users.models import Role
 
@@ -54,7 +54,7 @@ async def test_racing_workers_release_exactly_once(
     await session.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"))
     await session.commit()
     # Small batches so the workers really interleave over the same rows.
-    jobs = [Job("expire", expire_stale_holds, batch_size=None)]
+    jobs = [Job("expire", transactional(expire_stale_holds), batch_size=None)]
     runners = [JobRunner(app.state.sessionmaker, jobs, interval=1) for _ in range(6)]
     results = await asyncio.gather(*[r.run_once() for r in runners for _ in range(3)])
     assert sum(r["expire"] for r in results) == 40

@@ -71,11 +71,21 @@ def test_dev_with_embedded_postgres_and_a_second_run_reuses_data(tmp_path: Path)
     for run in (1, 2):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
+        sim_port = free_port()
+        env["MPESA_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
+        env["MPESA_SIMULATOR_CALLBACK_DELAY_SECONDS"] = "0.2"
         cmd = tiketi_command("dev", "--port", str(port))
         with running(
             cmd, env=env, log=tmp_path / f"dev{run}.log", base_url=base, timeout=120
         ) as proc:
             assert httpx.get(f"{base}/docs").status_code == 200
+            # Demo data is there, and the simulator answers next to the API.
+            login = httpx.post(
+                f"{base}/auth/token",
+                data={"username": "customer@tiketi.dev", "password": "tiketi-demo-2026"},
+            )
+            assert login.status_code == 200, login.text
+            assert httpx.get(f"http://127.0.0.1:{sim_port}/__sim/requests").status_code == 200
             proc.send_signal(signal.SIGINT)
             assert proc.wait(60) == 0
         assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()

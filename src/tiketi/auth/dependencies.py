@@ -69,3 +69,20 @@ async def get_optional_user(
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+
+
+async def get_current_user_detached(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    """`CurrentUser` through its own short session, released before the handler runs: for
+    routes that then wait on another system (an STK push) without holding a connection."""
+    if not token:
+        raise NotAuthenticated()
+    state = request.app.state
+    async with state.sessionmaker() as session:
+        return await AuthService(session, state.settings, get_token_codec(request)).authenticate(
+            token
+        )
+
+
+CurrentUserDetached = Annotated[User, Depends(get_current_user_detached)]

@@ -18,7 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 logger = logging.getLogger("tiketi.jobs")
 
-JobFn = Callable[[AsyncSession], Awaitable[int]]
+Sessions = async_sessionmaker[AsyncSession]
+# A job gets the sessionmaker and opens its own short transactions: a job that calls out to
+# another system (Daraja) must not hold a database transaction open while it waits.
+JobFn = Callable[[Sessions], Awaitable[int]]
+
+
+def transactional(work: Callable[[AsyncSession], Awaitable[int]]) -> JobFn:
+    """A job that is one transaction."""
+
+    async def run(sessions: Sessions) -> int:
+        async with sessions() as session, session.begin():
+            return await work(session)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,7 @@ class JobRunner:
             total = 0
             for _ in range(job.max_batches_per_tick):
                 try:
-                    async with self.sessionmaker() as session, session.begin():
-                        handled = await job.run(session)
+                    handled = await job.run(self.sessionmaker)
                 except Exception:
                     logger.exception("job failed", extra={"job": job.name})
                     break

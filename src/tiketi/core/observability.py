@@ -224,7 +224,6 @@ async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
-                (b"connection", b"close"),
             ],
         }
     )

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - a marked placeholder
 MIN_JWT_SECRET_LENGTH = 32
+DEV_SIMULATOR_URL = "http://127.0.0.1:8001"
+DEV_API_URL = "http://127.0.0.1:8000"
+DEV_CALLBACK_TOKEN = "dev-callback-token"  # noqa: S105 - development only, refused in production
 _PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "dev-only", "xxx", "todo")
 
 
@@ -100,8 +103,21 @@ class Settings(BaseSettings):
     mpesa_passkey: str | None = None
     mpesa_callback_base_url: str | None = None
     mpesa_callback_token: str | None = None
+    # paybill (CustomerPayBillOnline) or till (CustomerBuyGoodsOnline, MPESA_TILL_NUMBER).
+    mpesa_transaction_type: str = Field(default="paybill", pattern="^(paybill|till)$")
+    mpesa_till_number: str | None = None
+    # Optional allowlist of callback source addresses/networks (Safaricom publishes its own).
+    mpesa_callback_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long after the simulator accepts a push it sends the callback (development).
+    mpesa_simulator_callback_delay_seconds: float = Field(default=3.0, ge=0)
+    # Daraja timeouts: a read timeout after sending leaves the payment pending (never resent).
+    mpesa_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    mpesa_total_timeout_seconds: float = Field(default=45.0, gt=0)
+    payment_prompt_seconds: int = Field(default=120, ge=30)
+    payment_reconcile_after_seconds: int = Field(default=90, ge=1)
+    payment_review_after_seconds: int = Field(default=900, ge=60)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "mpesa_callback_allowed_ips", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -114,6 +130,19 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip():
             return normalize_database_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _development_defaults(self) -> Settings:
+        """Outside production, M-Pesa works out of the box against the local simulator."""
+        if self.tiketi_env is Environment.production:
+            return self
+        if self.mpesa_env is MpesaEnvironment.simulator and not self.mpesa_base_url:
+            self.mpesa_base_url = DEV_SIMULATOR_URL
+        if not self.mpesa_callback_base_url:
+            self.mpesa_callback_base_url = DEV_API_URL
+        if not self.mpesa_callback_token:
+            self.mpesa_callback_token = DEV_CALLBACK_TOKEN
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -157,6 +186,11 @@ class Settings(BaseSettings):
             ]
             if missing:
                 problems.append("M-Pesa credentials missing: set " + ", ".join(missing))
+            elif len(self.mpesa_callback_token or "") < MIN_JWT_SECRET_LENGTH:
+                problems.append(
+                    f"MPESA_CALLBACK_TOKEN must be at least {MIN_JWT_SECRET_LENGTH} random "
+                    "characters (it is what authenticates Safaricom's callbacks)"
+                )
         if problems:
             raise ConfigurationError(
                 "Refusing to start with TIKETI_ENV=production: " + "; ".join(problems)

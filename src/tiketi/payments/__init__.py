@@ -1,0 +1,1 @@
+"""Payments: orders are paid with M-Pesa STK pushes (see `tiketi.payments.mpesa`)."""
