@@ -24,8 +24,10 @@ from tiketi.core.jobs import JobRunner
 from tiketi.core.observability import Metrics, RequestContextMiddleware
 from tiketi.core.security import TokenCodec
 from tiketi.core.settings import Settings, get_settings
+from tiketi.events.live import AvailabilityBroadcaster
 from tiketi.events.router import categories_router
 from tiketi.events.router import router as events_router
+from tiketi.events.stream_router import router as events_stream_router
 from tiketi.health.router import router as health_router
 from tiketi.jobs import application_jobs
 from tiketi.orders.router import router as orders_router
@@ -59,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        availability = AvailabilityBroadcaster.from_settings(settings, app.state.sessionmaker)
+        await availability.start()
+        app.state.availability = availability
         metrics.watch_engine(engine)
         # One HTTP client per process for Daraja (connection reuse, bounded pool).
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=50))
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await availability.stop()  # first: its reads use the engine
             await runner.stop()
             await http.aclose()
             await engine.dispose()
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(categories_router)
     app.include_router(events_router)
+    app.include_router(events_stream_router)
     app.include_router(orders_router)
     app.include_router(tickets_router)
     app.include_router(payments_router)

@@ -1,4 +1,4 @@
-from tiketi.core.errors import Conflict, InvalidInput, NotFound
+from tiketi.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 
 
 class EventNotFound(NotFound):
@@ -47,3 +47,15 @@ class TicketTypeInUse(Conflict):
 
 class DuplicateTicketType(Conflict):
     code = "duplicate_ticket_type"
+
+
+class StreamsUnavailable(ServiceUnavailable):
+    """No stream can start now: this process is shutting down or live updates are not running."""
+
+    code = "streams_unavailable"
+
+
+class TooManyStreams(ServiceUnavailable):
+    """This process already serves its maximum number of live streams; retry (or another one)."""
+
+    code = "too_many_streams"

@@ -159,17 +159,35 @@ class EventService:
         )
 
     async def availability(self, event_id: uuid.UUID, viewer: User | None) -> list[Availability]:
-        event = await self.view(event_id, viewer)
+        row = await self.events.detail(event_id)
+        if row is None or (
+            row.status == EventStatus.draft.value and not can_manage(viewer, row.organizer_id)
+        ):
+            raise EventNotFound()
+        return await self._availability(row)
+
+    async def availability_snapshot(self, event_id: uuid.UUID) -> list[Availability] | None:
+        """The availability of any event (None if it is gone), without a viewer check: the
+        live streams share one read among subscribers who each passed `availability`."""
+        row = await self.events.detail(event_id)
+        return None if row is None else await self._availability(row)
+
+    async def _availability(self, row: Row[Any]) -> list[Availability]:
+        now = utcnow()
+        views = [
+            tier_view(t, status=row.status, starts_at=row.starts_at, now=now)
+            for t in await self.events.tiers(row.id)
+        ]
         return [
             Availability(
-                ticket_type_id=t.id,
-                name=t.name,
-                price=t.price,
-                quantity=t.quantity,
-                available=t.available,
-                on_sale=t.on_sale,
+                ticket_type_id=v.id,
+                name=v.name,
+                price=v.price,
+                quantity=v.quantity,
+                available=v.available,
+                on_sale=v.on_sale,
             )
-            for t in event.ticket_types
+            for v in views
         ]
 
     async def list_public(
