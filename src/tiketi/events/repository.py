@@ -10,9 +10,13 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tiketi.core.repository import Repository, keyset_page
+from tiketi.core.repository import AnyRow, AnySelect, Repository, keyset_page
 from tiketi.events.models import Category, Event, EventStatus, TicketType
+from tiketi.orders.models import Order, OrderItem, OrderStatus
+from tiketi.tickets.models import Ticket, TicketStatus
+from tiketi.users.models import User
 
 
 class CategoryRepository(Repository[Category]):
@@ -191,3 +195,88 @@ class TicketTypeRepository(Repository[TicketType]):
             .returning(TicketType.id)
         )
         return result.first() is not None
+
+
+class EventReportRepository:
+    """The organizer's views of an event: sales per tier and the attendee list."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def sales(self, event_id: uuid.UUID) -> Sequence[AnyRow]:
+        paid = OrderStatus.paid.value
+        revenue = (
+            select(func.coalesce(func.sum(OrderItem.quantity * OrderItem.unit_price), 0))
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(OrderItem.ticket_type_id == TicketType.id, Order.status == paid)
+            .correlate(TicketType)
+            .scalar_subquery()
+        )
+        checked_in = (
+            select(func.count())
+            .select_from(Ticket)
+            .where(
+                Ticket.ticket_type_id == TicketType.id,
+                Ticket.status == TicketStatus.checked_in.value,
+            )
+            .correlate(TicketType)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            select(
+                TicketType.id,
+                TicketType.name,
+                TicketType.price,
+                TicketType.quantity,
+                TicketType.sold,
+                TicketType.held,
+                revenue.label("revenue"),
+                checked_in.label("checked_in"),
+            )
+            .where(TicketType.event_id == event_id)
+            .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
+        )
+        rows: Sequence[AnyRow] = result.all()
+        return rows
+
+    async def order_counts(self, event_id: uuid.UUID) -> dict[str, int]:
+        result = await self.session.execute(
+            select(Order.status, func.count())
+            .where(Order.event_id == event_id)
+            .group_by(Order.status)
+        )
+        return {status: int(count) for status, count in result.all()}
+
+    def _attendees(self, event_id: uuid.UUID) -> AnySelect:
+        return (
+            select(
+                Ticket.id,
+                Ticket.created_at,
+                Ticket.code,
+                TicketType.name.label("ticket_type"),
+                func.concat(User.first_name, " ", User.last_name).label("holder_name"),
+                User.email.label("holder_email"),
+                Ticket.status,
+                Ticket.checked_in_at,
+            )
+            .join(TicketType, TicketType.id == Ticket.ticket_type_id)
+            .join(User, User.id == Ticket.holder_id)
+            .where(Ticket.event_id == event_id)
+        )
+
+    async def attendees(
+        self, event_id: uuid.UUID, *, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[AnyRow], str | None]:
+        stmt = self._attendees(event_id)
+        if status is not None:
+            stmt = stmt.where(Ticket.status == status)
+        return await keyset_page(
+            self.session,
+            stmt,
+            order=[Ticket.created_at, Ticket.id],
+            key_types=(datetime, uuid.UUID),
+            row_key=lambda r: [r.created_at, r.id],
+            cursor=cursor,
+            limit=limit,
+            scalars=False,
+        )

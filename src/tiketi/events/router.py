@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from tiketi.auth.dependencies import AdminUser, OptionalUser, OrganizerUser
 from tiketi.core.database import SessionDep
@@ -10,6 +12,7 @@ from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import CursorQuery, LimitQuery, Page
 from tiketi.events.dependencies import EventServiceDep, ManagedEvent
 from tiketi.events.schemas import (
+    Attendee,
     Availability,
     CategoryCreate,
     CategoryRead,
@@ -17,11 +20,13 @@ from tiketi.events.schemas import (
     EventRead,
     EventSummary,
     EventUpdate,
+    SalesReport,
     TicketTypeCreate,
     TicketTypeRead,
     TicketTypeUpdate,
 )
-from tiketi.events.service import CategoryService
+from tiketi.events.service import CategoryService, EventReportService, attendees_csv
+from tiketi.tickets.models import TicketStatus
 
 categories_router = APIRouter(prefix="/categories", tags=["categories"])
 router = APIRouter(prefix="/events", tags=["events"])
@@ -157,3 +162,47 @@ async def read_availability(
 ) -> list[Availability]:
     """Tickets left per tier, and whether each tier is on sale now."""
     return await events.availability(event_id, user)
+
+
+@router.get("/{event_id}/sales", response_model=SalesReport, responses=OWNED)
+async def read_sales(event: ManagedEvent, session: SessionDep) -> SalesReport:
+    """Per ticket type: sold, held, revenue (paid orders) and checked in; and totals."""
+    return await EventReportService(session).sales(event)
+
+
+@router.get(
+    "/{event_id}/attendees",
+    response_model=Page[Attendee],
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "A page, or the whole list as CSV"},
+        **OWNED,
+    },
+)
+async def list_attendees(
+    event: ManagedEvent,
+    request: Request,
+    session: SessionDep,
+    status: TicketStatus | None = None,
+    format: Literal["json", "csv"] = "json",
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[Attendee] | StreamingResponse:
+    """Ticket holders of the event, in order of purchase. `?format=csv` streams the whole
+    list as CSV (for the gate or a spreadsheet)."""
+    if format == "csv":
+        rows = attendees_csv(
+            request.app.state.sessionmaker, event.id, status=status.value if status else None
+        )
+        filename = f"attendees-{event.id}.csv"
+        return StreamingResponse(
+            rows,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "private, no-store",
+            },
+        )
+    items, next_cursor = await EventReportService(session).attendees(
+        event, status=status.value if status else None, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -216,3 +216,43 @@ class Availability(BaseModel):
     quantity: int
     available: int
     on_sale: bool
+
+
+class TierSales(BaseModel):
+    ticket_type_id: uuid.UUID
+    name: str
+    price: int
+    quantity: int
+    sold: int
+    held: int
+    available: int
+    revenue: int = Field(description="KES from paid orders (refunds due are not counted)")
+    checked_in: int
+
+
+class SalesTotals(BaseModel):
+    quantity: int
+    sold: int
+    held: int
+    available: int
+    revenue: int
+    checked_in: int
+    paid_orders: int
+    refund_pending_orders: int
+
+
+class SalesReport(BaseModel):
+    event_id: uuid.UUID
+    currency: Literal["KES"] = "KES"
+    ticket_types: list[TierSales]
+    totals: SalesTotals
+
+
+class Attendee(BaseModel):
+    ticket_id: uuid.UUID
+    code_suffix: str = Field(description="The last characters of the ticket code")
+    ticket_type: str
+    holder_name: str
+    holder_email: str
+    status: str
+    checked_in_at: datetime | None

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tiketi.auth.dependencies import is_admin
 from tiketi.core.errors import InvalidInput
@@ -24,17 +26,26 @@ from tiketi.events.exceptions import (
     UnknownCategory,
 )
 from tiketi.events.models import Category, Event, EventStatus, TicketType
-from tiketi.events.repository import CategoryRepository, EventRepository, TicketTypeRepository
+from tiketi.events.repository import (
+    CategoryRepository,
+    EventReportRepository,
+    EventRepository,
+    TicketTypeRepository,
+)
 from tiketi.events.schemas import (
+    Attendee,
     Availability,
     CategoryCreate,
     EventCreate,
     EventRead,
     EventSummary,
     EventUpdate,
+    SalesReport,
+    SalesTotals,
     TicketTypeCreate,
     TicketTypeRead,
     TicketTypeUpdate,
+    TierSales,
 )
 from tiketi.users.models import User
 
@@ -364,3 +375,118 @@ class EventService:
 
     def tier_read(self, event: Event, tier: TicketType) -> TicketTypeRead:
         return tier_view(tier, status=event.status, starts_at=event.starts_at, now=utcnow())
+
+
+CSV_COLUMNS = (
+    "ticket_id",
+    "code_suffix",
+    "ticket_type",
+    "holder_name",
+    "holder_email",
+    "status",
+    "checked_in_at",
+)
+CODE_SUFFIX_LENGTH = 6
+CSV_BATCH = 500
+
+
+def attendee_view(row: Row[Any]) -> Attendee:
+    return Attendee(
+        ticket_id=row.id,
+        code_suffix=row.code[-CODE_SUFFIX_LENGTH:],
+        ticket_type=row.ticket_type,
+        holder_name=row.holder_name,
+        holder_email=row.holder_email,
+        status=row.status,
+        checked_in_at=row.checked_in_at,
+    )
+
+
+def _csv_cell(value: object) -> str:
+    """Spreadsheets execute cells starting with = + - @ (CSV injection): quote them as text."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _csv_line(values: Sequence[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow([_csv_cell(v) for v in values])
+    return buffer.getvalue()
+
+
+class EventReportService:
+    """Sales and attendees of one event, for its organizer (and admins)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.reports = EventReportRepository(session)
+
+    async def sales(self, event: Event) -> SalesReport:
+        rows = await self.reports.sales(event.id)
+        counts = await self.reports.order_counts(event.id)
+        tiers = [
+            TierSales(
+                ticket_type_id=r.id,
+                name=r.name,
+                price=r.price,
+                quantity=r.quantity,
+                sold=r.sold,
+                held=r.held,
+                available=r.quantity - r.sold - r.held,
+                revenue=int(r.revenue),
+                checked_in=int(r.checked_in),
+            )
+            for r in rows
+        ]
+        return SalesReport(
+            event_id=event.id,
+            ticket_types=tiers,
+            totals=SalesTotals(
+                quantity=sum(t.quantity for t in tiers),
+                sold=sum(t.sold for t in tiers),
+                held=sum(t.held for t in tiers),
+                available=sum(t.available for t in tiers),
+                revenue=sum(t.revenue for t in tiers),
+                checked_in=sum(t.checked_in for t in tiers),
+                paid_orders=counts.get("paid", 0),
+                refund_pending_orders=counts.get("refund_pending", 0),
+            ),
+        )
+
+    async def attendees(
+        self, event: Event, *, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[Attendee], str | None]:
+        rows, next_cursor = await self.reports.attendees(
+            event.id, status=status, cursor=cursor, limit=limit
+        )
+        return [attendee_view(r) for r in rows], next_cursor
+
+
+async def attendees_csv(
+    sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUID, *, status: str | None
+) -> AsyncIterator[str]:
+    """The whole attendee list as CSV, streamed in batches, each read in its own short
+    session: a slow download never holds a database connection."""
+    yield _csv_line(CSV_COLUMNS)
+    cursor: str | None = None
+    while True:
+        async with sessions() as session:
+            rows, cursor = await EventReportRepository(session).attendees(
+                event_id, status=status, cursor=cursor, limit=CSV_BATCH
+            )
+        for row in rows:
+            a = attendee_view(row)
+            yield _csv_line(
+                [
+                    a.ticket_id,
+                    a.code_suffix,
+                    a.ticket_type,
+                    a.holder_name,
+                    a.holder_email,
+                    a.status,
+                    a.checked_in_at.isoformat() if a.checked_in_at else "",
+                ]
+            )
+        if cursor is None:
+            return
