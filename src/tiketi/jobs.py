@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tiketi.auth.repository import LoginThrottleRepository, RefreshTokenRepository
 from tiketi.core.idempotency import IdempotencyRepository
 from tiketi.core.jobs import Job, Sessions, transactional
 from tiketi.orders.models import Order
@@ -35,6 +37,14 @@ async def purge_idempotency_keys(session: AsyncSession) -> int:
     return await IdempotencyRepository(session).purge_expired()
 
 
+async def purge_auth_records(session: AsyncSession) -> int:
+    """Expired refresh tokens (after a week, so a late replay is still recognised) and
+    sign-in counters whose window ended a day ago."""
+    tokens = await RefreshTokenRepository(session).purge_expired(timedelta(days=7))
+    throttles = await LoginThrottleRepository(session).purge_older_than(timedelta(days=1))
+    return tokens + throttles
+
+
 def reconcile_payments(payments: PaymentService) -> Callable[[Sessions], Awaitable[int]]:
     async def run(_: Sessions) -> int:
         return await payments.reconcile()
@@ -46,6 +56,7 @@ def application_jobs(payments: PaymentService | None = None) -> list[Job]:
     jobs = [
         Job("expire_stale_holds", transactional(expire_stale_holds), batch_size=EXPIRY_BATCH),
         Job("purge_idempotency_keys", transactional(purge_idempotency_keys)),
+        Job("purge_auth_records", transactional(purge_auth_records)),
     ]
     if payments is not None:
         jobs.insert(0, Job("reconcile_payments", reconcile_payments(payments)))

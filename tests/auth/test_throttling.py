@@ -45,3 +45,27 @@ async def test_success_resets_the_account_counter(app: FastAPI, client: httpx.As
     for _ in range(limit - 1):
         await login(client, user.email, "wrong-password-x")
     assert (await login(client, user.email, PASSWORD)).status_code == 200
+
+
+async def test_old_auth_records_are_purged(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    from tiketi.core.jobs import JobRunner
+    from tiketi.jobs import application_jobs
+
+    user = await make_user(app)
+    await login(client, user.email, "wrong-password-x")
+    assert (await login(client, user.email, PASSWORD)).status_code == 200
+    await session.execute(
+        text("UPDATE login_throttles SET window_started_at = now() - interval '2 days'")
+    )
+    await session.execute(text("UPDATE refresh_tokens SET expires_at = now() - interval '8 days'"))
+    await session.commit()
+    done = await JobRunner(app.state.sessionmaker, application_jobs(), interval=1).run_once()
+    assert done["purge_auth_records"] == 3  # two throttle keys and one refresh token
+    left = await session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM login_throttles) + (SELECT count(*) FROM refresh_tokens)"
+        )
+    )
+    assert left.scalar_one() == 0

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -70,6 +70,15 @@ class RefreshTokenRepository:
             .values(revoked_at=func.now())
         )
 
+    async def purge_expired(self, older_than: timedelta) -> int:
+        """Refresh tokens past their expiry (plus a grace period kept for reuse detection)."""
+        result = await self.session.execute(
+            delete(RefreshToken)
+            .where(RefreshToken.expires_at < func.now() - older_than)
+            .returning(RefreshToken.id)
+        )
+        return len(result.all())
+
     async def revoke_user(self, user_id: uuid.UUID) -> None:
         await self.session.execute(
             update(RefreshToken)
@@ -120,7 +129,11 @@ class LoginThrottleRepository:
             update(LoginThrottle).where(LoginThrottle.key == key).values(failures=0)
         )
 
-    async def purge_older_than(self, cutoff: datetime) -> None:
-        await self.session.execute(
-            delete(LoginThrottle).where(LoginThrottle.window_started_at < cutoff)
+    async def purge_older_than(self, age: timedelta) -> int:
+        """Counters whose window ended long ago: they block nobody any more."""
+        result = await self.session.execute(
+            delete(LoginThrottle)
+            .where(LoginThrottle.window_started_at < func.now() - age)
+            .returning(LoginThrottle.key)
         )
+        return len(result.all())
