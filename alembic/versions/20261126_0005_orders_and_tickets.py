@@ -1,7 +1,7 @@
 """orders and tickets
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0003
 Create Date: 2026-11-26 17:19:06.498586+00:00
 """
 

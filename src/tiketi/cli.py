@@ -82,10 +82,12 @@ def _run_with_session(
     return asyncio.run(run())
 
 
-def _seed_demo(url: str, settings: Settings) -> None:
+def _seed_demo(url: str, settings: Settings, *, events: int = 0) -> None:
+    from functools import partial
+
     from tiketi.demo import seed_demo
 
-    _run_with_session(url, settings, seed_demo)
+    _run_with_session(url, settings, partial(seed_demo, generate_events=events))
 
 
 @contextmanager
@@ -201,7 +203,7 @@ def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("refusing to seed demo data in production", file=sys.stderr)
         return 2
     with database(settings) as url:
-        _seed_demo(url, settings)
+        _seed_demo(url, settings, events=args.events)
     print("demo data ready (accounts: see README)", file=sys.stderr)
     return 0
 
@@ -282,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(handler=cmd_daraja_sim)
 
     seed = sub.add_parser("seed-demo", help="add demo accounts and events (development only)")
+    seed.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also generate N realistic published events (e.g. 100000 to try search at scale)",
+    )
     seed.set_defaults(handler=cmd_seed_demo)
 
     admin = sub.add_parser("create-admin", help="create the first admin (or promote an account)")

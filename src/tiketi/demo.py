@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tiketi.demo_events import seed_demo_events
 from tiketi.users.models import Role
 from tiketi.users.repository import UserRepository
 from tiketi.users.schemas import UserCreate
@@ -25,6 +26,8 @@ class DemoAccount:
     last_name: str
     phone_number: str
 
+
+DEMO_ORGANIZER = "organizer@tiketi.dev"
 
 DEMO_ACCOUNTS = (
     DemoAccount("admin@tiketi.dev", Role.admin, "Amina", "Wafula", "0700000001"),
@@ -53,7 +56,15 @@ async def seed_demo_users(session: AsyncSession) -> int:
     return created
 
 
-async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def seed_demo(
+    sessionmaker: async_sessionmaker[AsyncSession], *, generate_events: int = 0
+) -> None:
+    """Demo accounts, the curated Kenyan events (owned by the demo organizer), and
+    `generate_events` more generated ones (for trying search at scale)."""
     async with sessionmaker() as session, session.begin():
         users = await seed_demo_users(session)
-    logger.info("demo data ready", extra={"users_created": users})
+    async with sessionmaker() as session, session.begin():
+        events = await seed_demo_events(
+            session, organizer_email=DEMO_ORGANIZER, generate=generate_events
+        )
+    logger.info("demo data ready", extra={"users_created": users, "events_created": events})

@@ -34,6 +34,7 @@ from tiketi.orders.router import router as orders_router
 from tiketi.payments.gateway import build_gateway
 from tiketi.payments.router import router as payments_router
 from tiketi.payments.service import PaymentService
+from tiketi.search.router import router as search_router
 from tiketi.tickets.router import router as tickets_router
 from tiketi.users.router import router as users_router
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(tickets_router)
     app.include_router(payments_router)
+    app.include_router(search_router)
 
     if settings.cors_origins:
         app.add_middleware(

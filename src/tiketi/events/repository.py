@@ -78,13 +78,19 @@ def summary_select() -> Select[Any]:
     )
 
 
+# Every stored column but the generated search ones (large, and only search reads them).
+EVENT_COLUMNS = tuple(
+    c for c in Event.__table__.c if c.name not in ("search_vector", "search_text", "city_key")
+)
+
+
 class EventRepository(Repository[Event]):
     model = Event
 
-    async def detail(self, event_id: uuid.UUID) -> Row[Any] | None:
+    async def detail(self, event_id: uuid.UUID) -> AnyRow | None:
         """The event row with its category slug, in one round trip."""
         result = await self.session.execute(
-            select(Event.__table__, Category.slug.label("category"))
+            select(*EVENT_COLUMNS, Category.slug.label("category"))
             .join(Category, Category.id == Event.category_id)
             .where(Event.id == event_id)
         )

@@ -1,0 +1,1 @@
+"""Event search: full text with a typo-tolerant fallback, filters and keyset pages."""

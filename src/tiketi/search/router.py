@@ -1,0 +1,40 @@
+"""`GET /search`: parse the query parameters, call the search service, return a page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from tiketi.core.database import SessionDep
+from tiketi.core.errors import problem_responses
+from tiketi.core.pagination import Page
+from tiketi.events.schemas import EventSummary
+from tiketi.search.schemas import SearchParams
+from tiketi.search.service import SearchService
+
+router = APIRouter(prefix="/search", tags=["search"])
+
+
+def get_search_service(session: SessionDep) -> SearchService:
+    return SearchService(session)
+
+
+SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
+
+
+@router.get("", response_model=Page[EventSummary], responses=problem_responses(422))
+async def search_events(
+    params: Annotated[SearchParams, Query()], search: SearchServiceDep
+) -> Page[EventSummary]:
+    """Search published events that have not ended.
+
+    With `q`: full text over title, tags, category, venue, city and description, ranked by
+    relevance (title first, exact phrases before scattered words, a small boost for events
+    starting soon); when it finds almost nothing, similar-looking titles, venues and cities
+    match too ("nairobbi jaz festval"). Filters combine with AND. Prices are compared with the
+    cheapest ticket on sale. Pages follow `next_cursor`, which only works with the same
+    parameters.
+    """
+    items, next_cursor = await search.search(params)
+    return Page(items=items, next_cursor=next_cursor)

@@ -1,0 +1,176 @@
+"""Search use case: normalise the query, pick the order, and keep paging stable via the cursor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from tiketi.events.schemas import EventSummary
+from tiketi.events.service import summary_view, utcnow
+from tiketi.search.repository import (
+    KEY_COLUMNS,
+    NO_PRICE,
+    MatchMode,
+    SearchFilters,
+    SearchRepository,
+    SearchText,
+)
+from tiketi.search.schemas import SearchParams, SearchSort, day_start
+
+CURSOR_VERSION = "s1"
+# A word of the trigram fallback needs three letters (shorter ones resemble too much) and a
+# query at most six such words (each is one more trigram index condition).
+MIN_FUZZY_LETTERS = 3
+MAX_FUZZY_WORDS = 6
+
+_KEY_TYPES: dict[SearchSort, tuple[type, ...]] = {
+    SearchSort.relevance: (float, uuid.UUID),
+    SearchSort.date: (datetime, uuid.UUID),
+    SearchSort.price: (int, datetime, uuid.UUID),
+}
+# `-word` (an exclusion in web-search syntax) and a lone `or`.
+_EXCLUSION = re.compile(r"(?:^|(?<=\s))-(\S*)")
+_OPERATORS = re.compile(r"(?:^|(?<=\s))or(?=\s|$)", re.IGNORECASE)
+
+
+def search_text(query: str) -> SearchText:
+    """The query for full text as typed, and what the trigram fallback compares: the wanted
+    words without web-search operators (an excluded word must not *attract* look-alikes).
+    A quoted phrase asks for exact words, so it gets no fallback; neither does a query with
+    fewer than three letters to compare (it would resemble half the catalogue)."""
+    if '"' in query:
+        return SearchText(query=query)
+    wanted = _OPERATORS.sub(" ", _EXCLUSION.sub(" ", query)).split()
+    words = tuple(w for w in wanted if sum(ch.isalnum() for ch in w) >= MIN_FUZZY_LETTERS)
+    if not words:
+        return SearchText(query=query)
+    excluded = [m.group(1) for m in _EXCLUSION.finditer(query) if m.group(1)]
+    return SearchText(
+        query=query,
+        fuzzy=" ".join(wanted),
+        fuzzy_words=words[:MAX_FUZZY_WORDS],
+        excluded=" or ".join(excluded) or None,
+    )
+
+
+def _start_bound(value: datetime | date | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return day_start(value)
+
+
+def _end_bound(value: datetime | date | None) -> datetime | None:
+    """Exclusive upper bound: a date includes its whole day; a date-time is itself included
+    (timestamps have microsecond resolution)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    return day_start(value + timedelta(days=1))
+
+
+class SearchService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = SearchRepository(session)
+
+    async def search(self, params: SearchParams) -> tuple[list[EventSummary], str | None]:
+        """Published events that have not ended, matching the query and every filter.
+
+        Sorted by relevance when there is a query (date otherwise, and `relevance` without a
+        query also means date). The cursor carries the match mode and the moment of the first
+        page, so later pages rank, price and match exactly as the first did: each event shows
+        up once across pages while events are added.
+        """
+        text_query = search_text(params.q) if params.q else None
+        sort = params.sort or (SearchSort.relevance if text_query else SearchSort.date)
+        if sort is SearchSort.relevance and text_query is None:
+            sort = SearchSort.date
+        filters = SearchFilters(
+            city=params.city,
+            category=params.category,
+            tags=tuple(params.tags or ()),
+            starts_from=_start_bound(params.date_from),
+            starts_before=_end_bound(params.date_to),
+            min_price=params.min_price,
+            max_price=params.max_price,
+            free=params.free,
+        )
+        fingerprint = _fingerprint(text_query, filters, sort)
+
+        now = utcnow()
+        as_of, mode, after = now, None, None
+        if params.cursor is not None:
+            as_of, mode, after = _read_cursor(
+                params.cursor, sort=sort, fingerprint=fingerprint, text_query=text_query
+            )
+        page = await self.repository.search(
+            text_query=text_query,
+            filters=filters,
+            sort=sort,
+            mode=mode,
+            after=after,
+            now=now,
+            as_of=as_of,
+            limit=params.limit,
+        )
+        next_cursor = None
+        if page.has_more:
+            last = page.rows[-1]
+            key = [getattr(last, name) for name in KEY_COLUMNS[sort]]
+            next_cursor = encode_cursor([CURSOR_VERSION, fingerprint, page.mode.value, as_of, *key])
+        return [summary_view(row) for row in page.rows], next_cursor
+
+
+def _fingerprint(text_query: SearchText | None, filters: SearchFilters, sort: SearchSort) -> str:
+    """Ties a cursor to the search that issued it: reusing it with other parameters is a 422
+    rather than a silently wrong page."""
+    material = json.dumps(
+        [text_query.query if text_query else None, repr(filters), sort.value],
+        separators=(",", ":"),
+    )
+    return hashlib.blake2b(material.encode(), digest_size=8).hexdigest()
+
+
+def _read_cursor(
+    cursor: str, *, sort: SearchSort, fingerprint: str, text_query: SearchText | None
+) -> tuple[datetime, MatchMode, Sequence[Any]]:
+    """The cursor's moment, match mode and sort key, after checking that this search issued
+    it and that every value can be bound as it will be (a forged cursor is a 422)."""
+    malformed = "The cursor is malformed; use next_cursor from a previous page"
+    values = decode_cursor(cursor, types=(str, str, str, datetime, *_KEY_TYPES[sort]))
+    if any(value is None for value in values):
+        raise InvalidCursor(malformed)
+    version, issued_for, raw_mode, as_of, *key = values
+    if version != CURSOR_VERSION or issued_for != fingerprint:
+        raise InvalidCursor("This cursor belongs to another search; start again without it")
+    try:
+        mode = MatchMode(raw_mode)
+    except ValueError:
+        raise InvalidCursor(malformed) from None
+    possible = (
+        {MatchMode.everything}
+        if text_query is None
+        else {MatchMode.fulltext, MatchMode.fuzzy}
+        if text_query.fuzzy is not None
+        else {MatchMode.fulltext}
+    )
+    if mode not in possible or not all(_bindable(part) for part in key):
+        raise InvalidCursor(malformed)
+    return as_of, mode, key
+
+
+def _bindable(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int):
+        return 0 <= value <= NO_PRICE  # the price key is an int4
+    return True
