@@ -27,3 +27,32 @@ async def test_weaker_hashes_upgrade_on_verify() -> None:
     assert check.new_hash is not None
     assert password_context.identify(check.new_hash) == "argon2"
     assert f"m={ARGON2_MEMORY_KIB}" in check.new_hash
+
+
+async def test_hashing_concurrency_leaves_a_core_to_the_event_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Argon2 releases the GIL: unbounded threads would starve the loop (liveness p99)."""
+    import os
+    import threading
+    import time
+
+    from tiketi.core import security
+
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow_hash(password: str) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return "$argon2id$fake"
+
+    monkeypatch.setattr(security.password_context, "hash", slow_hash)
+    import asyncio
+
+    await asyncio.gather(*[security.hash_password("x" * 10) for _ in range(12)])
+    assert peak == max(1, (os.cpu_count() or 2) - 1)
