@@ -50,9 +50,19 @@ def _migrate(url: str) -> None:
     upgrade_to_head(url)
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; ending
+    with SystemExit(0) instead of dying by the signal lets our context managers stop the
+    embedded database and the simulator."""
+    raise SystemExit(0)
+
+
 def _run_uvicorn(host: str, port: int, workers: int, *, log_level: str) -> None:
+    import signal
+
     import uvicorn
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "tiketi.main:create_app",
         factory=True,
@@ -160,11 +170,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from tiketi.jobs import application_jobs
 
     async def run(url: str) -> None:
+        import httpx
+
+        from tiketi.payments.gateway import build_gateway
+        from tiketi.payments.service import PaymentService
+
         engine = create_engine(settings, database_url=url)
+        sessions = create_sessionmaker(engine)
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=20))
+        payments = PaymentService(sessions, build_gateway(settings, http), settings)
         runner = JobRunner(
-            create_sessionmaker(engine),
-            application_jobs(),
-            interval=settings.jobs_interval_seconds,
+            sessions, application_jobs(payments), interval=settings.jobs_interval_seconds
         )
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -174,6 +190,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("worker started", extra={"interval": settings.jobs_interval_seconds})
         await stop.wait()
         await runner.stop()
+        await http.aclose()
         await engine.dispose()
 
     with database(settings) as url:
@@ -312,4 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, json_lines=settings.log_json)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-    raise SystemExit(handler(args, settings))
+    try:
+        code = handler(args, settings)
+    except KeyboardInterrupt:  # Ctrl-C after a clean shutdown: not an error
+        code = 0
+    raise SystemExit(code)

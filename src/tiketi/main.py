@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
-        responses=problem_responses(422),
+        responses=problem_responses(400, 422),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -144,7 +144,8 @@ def _install_openapi(app: FastAPI) -> None:
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
-                        content.pop("application/json", None)
+                        for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
+                            del content[media_type]
         schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
             "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )

@@ -18,7 +18,7 @@ async def test_ready_when_migrated(client: httpx.AsyncClient) -> None:
 async def test_not_ready_when_migrations_are_behind(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
-    await session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    await session.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     await session.commit()
     response = await client.get("/health/ready")
     assert response.status_code == 503
@@ -43,3 +43,14 @@ async def test_metrics_by_route_template_and_pool(client: httpx.AsyncClient) -> 
     assert "tiketi_http_request_duration_seconds_bucket" in body
     assert "tiketi_db_pool_size" in body
     assert "tiketi_db_pool_checked_out" in body
+
+
+async def test_ready_when_migrated_ahead_by_a_newer_release(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """The release step migrates before old processes are replaced: they must stay ready."""
+    await session.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+    await session.commit()
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["migrations"] == "ahead"

@@ -247,12 +247,42 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATE classes meaning "the database is not there right now": connection exceptions (08)
+# and operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect
+# now: starting up or shutting down).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (
+        exc,
+        getattr(exc, "orig", None),
+        getattr(exc, "__cause__", None),
+        getattr(getattr(exc, "orig", None), "__cause__", None),
+    ):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def _is_connection_failure(exc: Exception) -> bool:
     if isinstance(exc, PoolTimeoutError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    code = _sqlstate(exc)
+    if code is not None and code.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
     return isinstance(exc, OperationalError)
+
+
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    """Socket-level failures reach us unwrapped from asyncpg: a refused or reset connection,
+    a connect timeout, or a unix socket that is gone because the server is down."""
+    if isinstance(exc, ConnectionError | TimeoutError | FileNotFoundError):
+        return await _database_unavailable(request, exc)
+    return await _unexpected_error(request, exc)
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
@@ -268,6 +298,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(DBAPIError, _dbapi_error)
     # asyncpg re-raises socket-level failures (refused, reset, connect timeout) unwrapped.
-    app.add_exception_handler(ConnectionError, _database_unavailable)
-    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected_error)

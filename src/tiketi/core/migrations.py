@@ -39,6 +39,14 @@ async def upgrade_to_head_async(database_url: str) -> None:
 
 
 @lru_cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/"))
+
+
 def head_revisions() -> frozenset[str]:
-    script = ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/"))
-    return frozenset(script.get_heads())
+    return frozenset(_script().get_heads())
+
+
+@lru_cache
+def known_revisions() -> frozenset[str]:
+    return frozenset(rev.revision for rev in _script().walk_revisions())

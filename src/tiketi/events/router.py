@@ -155,7 +155,7 @@ async def delete_ticket_type(
 @router.get(
     "/{event_id}/availability",
     response_model=list[Availability],
-    responses=problem_responses(404),
+    responses=problem_responses(401, 404),
 )
 async def read_availability(
     event_id: uuid.UUID, user: OptionalUser, events: EventServiceDep

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tiketi.core.migrations import head_revisions
+from tiketi.core.migrations import head_revisions, known_revisions
 from tiketi.health.repository import HealthRepository
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -31,4 +31,8 @@ class HealthService:
             return ReadinessReport("unavailable", "unreachable", "unknown")
         if revisions == head_revisions():
             return ReadinessReport("ok", "ok", "head")
+        if revisions and not revisions <= known_revisions():
+            # Migrated by a newer release (the step before a rolling deploy): migrations are
+            # additive, so this process keeps serving until it is replaced.
+            return ReadinessReport("ok", "ok", "ahead")
         return ReadinessReport("unavailable", "ok", "behind")

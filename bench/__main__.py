@@ -1,0 +1,5 @@
+"""`python -m bench [--quick] [--only NAME,...] [--workers N]` — see docs/benchmarks.md."""
+
+from bench.cli import main
+
+main()
