@@ -21,7 +21,7 @@ def get_token_codec(request: Request) -> TokenCodec:
     return codec
 
 
-def get_auth_service(request: Request, session: SessionDep) -> AuthService:
+async def get_auth_service(request: Request, session: SessionDep) -> AuthService:
     return AuthService(session, request.app.state.settings, get_token_codec(request))
 
 

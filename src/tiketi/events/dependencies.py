@@ -11,7 +11,7 @@ from tiketi.events.models import Event
 from tiketi.events.service import EventService
 
 
-def get_event_service(session: SessionDep) -> EventService:
+async def get_event_service(session: SessionDep) -> EventService:
     return EventService(session)
 
 

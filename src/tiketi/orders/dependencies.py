@@ -8,7 +8,7 @@ from tiketi.core.database import SessionDep
 from tiketi.orders.service import OrderService
 
 
-def get_order_service(request: Request, session: SessionDep) -> OrderService:
+async def get_order_service(request: Request, session: SessionDep) -> OrderService:
     return OrderService(session, request.app.state.settings)
 
 

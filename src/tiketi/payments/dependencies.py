@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from tiketi.payments.service import PaymentService
 
 
-def get_payment_service(request: Request) -> PaymentService:
+async def get_payment_service(request: Request) -> PaymentService:
     state = request.app.state
     return PaymentService(state.sessionmaker, state.mpesa, state.settings)
 
