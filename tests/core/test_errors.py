@@ -119,3 +119,9 @@ async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> N
     assert echoed.headers["x-request-id"] == "abc-123"
     generated = await client.get("/health/live", headers={"x-request-id": "bad id\n"})
     assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_text_the_database_cannot_store_is_a_422(client: httpx.AsyncClient) -> None:
+    """A NUL character reaching PostgreSQL (SQLSTATE 22021) is bad input, never a 500."""
+    response = await client.get("/events", params={"city": "Nai\x00robi"})
+    assert_problem(response, 422, "invalid_text")

@@ -6,6 +6,8 @@ findings.py, so the fuzzing checks that behaviour again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -47,6 +49,29 @@ async def test_every_status_of_availability_is_documented(
     document = (await client.get("/openapi.json")).json()
     responses = document["paths"]["/events/{event_id}/availability"]["get"]["responses"]
     assert "401" in responses, sorted(responses)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role", "payload"),
+    [
+        ("POST", "/auth/token", None, {"data": {"username": "a\x00b@x.co", "password": "x"}}),
+        ("GET", "/events", None, {"params": {"city": "Nai\x00robi"}}),
+        ("GET", "/events", None, {"params": {"category": "mu\x00sic"}}),
+        ("GET", "/users", Role.admin, {"params": {"q": "wan\x00jiru"}}),
+        ("PATCH", "/users/me", Role.customer, {"json": {"first_name": "Wan\x00jiru"}}),
+    ],
+)
+async def test_a_nul_character_is_refused_not_a_server_error(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    role: Role | None,
+    payload: dict[str, Any],
+) -> None:
+    headers = (await make_account(app, client, role)).headers if role else {}
+    response = await client.request(method, path, headers=headers, **payload)
+    assert 400 <= response.status_code < 500, response.text
 
 
 @_pinned("search-blank-filter-undocumented")

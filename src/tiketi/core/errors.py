@@ -285,9 +285,20 @@ async def _os_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected_error(request, exc)
 
 
+# Text PostgreSQL cannot store (a NUL character, U+0000) is bad input, wherever it came from.
+_UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_connection_failure(exc):
         return await _database_unavailable(request, exc)
+    if _sqlstate(exc) in _UNSTORABLE_TEXT_SQLSTATES:
+        return problem_response(
+            request,
+            422,
+            "invalid_text",
+            "Text input contains a NUL character, which is not allowed",
+        )
     return await _unexpected_error(request, exc)
 
 
