@@ -24,6 +24,7 @@ from tiketi.core.jobs import JobRunner
 from tiketi.core.observability import Metrics, RequestContextMiddleware
 from tiketi.core.security import TokenCodec
 from tiketi.core.settings import Settings, get_settings
+from tiketi.events.cache import public_event_cache
 from tiketi.events.live import AvailabilityBroadcaster
 from tiketi.events.router import categories_router
 from tiketi.events.router import router as events_router
@@ -31,6 +32,7 @@ from tiketi.events.stream_router import router as events_stream_router
 from tiketi.health.router import router as health_router
 from tiketi.jobs import application_jobs
 from tiketi.orders.router import router as orders_router
+from tiketi.orders.sold_out import SoldOutTiers
 from tiketi.payments.gateway import build_gateway
 from tiketi.payments.router import router as payments_router
 from tiketi.payments.service import PaymentService
@@ -63,6 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         availability = AvailabilityBroadcaster.from_settings(settings, app.state.sessionmaker)
+        app.state.public_events = public_event_cache(settings, app.state.sessionmaker)
+        availability.on_change(app.state.public_events.forget)
+        app.state.sold_out = SoldOutTiers(ttl_seconds=settings.public_cache_seconds)
+        availability.on_change(app.state.sold_out.forget)
         await availability.start()
         app.state.availability = availability
         metrics.watch_engine(engine)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tiketi.auth.exceptions import NotAuthenticated, RoleRequired
 from tiketi.auth.service import AuthService
@@ -14,6 +15,9 @@ from tiketi.core.security import TokenCodec
 from tiketi.users.models import Role, User
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+"""The bearer token if one was sent, unchecked: for routes that answer anonymous callers
+without touching the database and authenticate the others themselves."""
 
 
 def get_token_codec(request: Request) -> TokenCodec:
@@ -28,9 +32,7 @@ async def get_auth_service(request: Request, session: SessionDep) -> AuthService
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_current_user(
-    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+async def get_current_user(auth: AuthServiceDep, token: BearerToken) -> User:
     if not token:
         raise NotAuthenticated()
     return await auth.authenticate(token)
@@ -59,9 +61,7 @@ def is_admin(user: User) -> bool:
     return user.role == Role.admin.value
 
 
-async def get_optional_user(
-    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User | None:
+async def get_optional_user(auth: AuthServiceDep, token: BearerToken) -> User | None:
     """Public routes that show more to owners: anonymous is fine, a bad token is still 401."""
     if not token:
         return None
@@ -71,18 +71,19 @@ async def get_optional_user(
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 
 
-async def get_current_user_detached(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+async def authenticate(request: Request, session: AsyncSession, token: str) -> User:
+    """The user behind `token` (401 if it is invalid), read through `session`."""
+    state = request.app.state
+    return await AuthService(session, state.settings, get_token_codec(request)).authenticate(token)
+
+
+async def get_current_user_detached(request: Request, token: BearerToken) -> User:
     """`CurrentUser` through its own short session, released before the handler runs: for
     routes that then wait on another system (an STK push) without holding a connection."""
     if not token:
         raise NotAuthenticated()
-    state = request.app.state
-    async with state.sessionmaker() as session:
-        return await AuthService(session, state.settings, get_token_codec(request)).authenticate(
-            token
-        )
+    async with request.app.state.sessionmaker() as session:
+        return await authenticate(request, session, token)
 
 
 CurrentUserDetached = Annotated[User, Depends(get_current_user_detached)]

@@ -79,7 +79,11 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
+        # No pre-ping: with asyncpg it costs three round trips (BEGIN, ping, ROLLBACK) on every
+        # checkout, a third of a read's time (docs/benchmarks.md). A connection that died with
+        # the server fails its first statement instead: that request gets a 503, SQLAlchemy
+        # sees a disconnect and invalidates the whole pool, and the next requests reconnect.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args,
     )

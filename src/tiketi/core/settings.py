@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     hold_ttl_seconds: int = Field(default=600, ge=30, le=86_400)
+    public_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     max_pending_orders_per_user: int = Field(default=3, ge=1)
     max_tickets_per_event_per_user: int = Field(default=10, ge=1)
     jobs_interval_seconds: float = Field(default=5.0, gt=0)

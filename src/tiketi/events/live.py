@@ -29,7 +29,7 @@ import logging
 import random
 import signal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -259,6 +259,7 @@ class AvailabilityBroadcaster:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener_task: asyncio.Task[None] | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self._change_callbacks: list[Callable[[uuid.UUID | None], None]] = []
 
         # Counters for tests and metrics.
         self.connects = 0
@@ -357,6 +358,18 @@ class AvailabilityBroadcaster:
         self._count += 1
         return subscription
 
+    def on_change(self, callback: Callable[[uuid.UUID | None], None]) -> None:
+        """Call `callback(event_id)` on every availability change this process hears of, and
+        `callback(None)` when changes may have been missed (the listener reconnected)."""
+        self._change_callbacks.append(callback)
+
+    def _announce(self, event_id: uuid.UUID | None) -> None:
+        for callback in self._change_callbacks:
+            try:
+                callback(event_id)
+            except Exception:
+                logger.exception("availability change callback failed")
+
     def subscriber_count(self, event_id: uuid.UUID | None = None) -> int:
         """Open subscriptions in this process (of one event, if given)."""
         if event_id is None:
@@ -425,6 +438,7 @@ class AvailabilityBroadcaster:
             if self.connects > 1:
                 logger.info("availability listener reconnected; refreshing every stream")
             # Notifications sent while nobody listened are gone: re-read what is watched.
+            self._announce(None)
             for topic in self._topics.values():
                 self._schedule_refresh(topic)
             await self._hold(connection, lost)
@@ -462,6 +476,7 @@ class AvailabilityBroadcaster:
         except ValueError:
             logger.warning("ignoring availability notification %r", payload[:80])
             return
+        self._announce(event_id)
         topic = self._topics.get(event_id)
         if topic is not None:
             self._schedule_refresh(topic)

@@ -6,7 +6,13 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from tiketi.auth.dependencies import AdminUser, OptionalUser, OrganizerUser
+from tiketi.auth.dependencies import (
+    AdminUser,
+    BearerToken,
+    OptionalUser,
+    OrganizerUser,
+    authenticate,
+)
 from tiketi.core.database import SessionDep
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import CursorQuery, LimitQuery, Page
@@ -25,7 +31,12 @@ from tiketi.events.schemas import (
     TicketTypeRead,
     TicketTypeUpdate,
 )
-from tiketi.events.service import CategoryService, EventReportService, attendees_csv
+from tiketi.events.service import (
+    CategoryService,
+    EventReportService,
+    EventService,
+    attendees_csv,
+)
 from tiketi.tickets.models import TicketStatus
 
 categories_router = APIRouter(prefix="/categories", tags=["categories"])
@@ -84,8 +95,18 @@ async def create_event(
 
 
 @router.get("/{event_id}", response_model=EventRead, responses=problem_responses(401, 404))
-async def read_event(event_id: uuid.UUID, user: OptionalUser, events: EventServiceDep) -> EventRead:
-    return await events.view(event_id, user)
+async def read_event(
+    event_id: uuid.UUID, request: Request, token: BearerToken
+) -> Response | EventRead:
+    """The event with its ticket types and their live availability. Anonymous readers share
+    one document per process, at most `PUBLIC_CACHE_SECONDS` old (availability changes
+    replace it at once); owners and admins (with a token) also see drafts."""
+    if token is None:
+        document = await request.app.state.public_events.document(event_id)
+        return Response(document, media_type="application/json")
+    async with request.app.state.sessionmaker() as session:
+        viewer = await authenticate(request, session, token)
+        return await EventService(session).view(event_id, viewer)
 
 
 @router.patch("/{event_id}", response_model=EventRead, responses=OWNED)

@@ -9,7 +9,8 @@ from tiketi.orders.service import OrderService
 
 
 async def get_order_service(request: Request, session: SessionDep) -> OrderService:
-    return OrderService(session, request.app.state.settings)
+    state = request.app.state
+    return OrderService(session, state.settings, state.sold_out)
 
 
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]

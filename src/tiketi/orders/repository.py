@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, literal_column, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tiketi.core.repository import AnyRow, keyset_page
@@ -24,6 +23,21 @@ _ON_SALE_NOW = and_(
         Event.status == EventStatus.published.value,
         Event.starts_at > func.now(),
     ),
+)
+
+_INSERT_ORDER = text(
+    "WITH new_order AS ("
+    " INSERT INTO orders (id, buyer_id, event_id, total, status, expires_at)"
+    " VALUES (:id, :buyer_id, :event_id, :total, 'pending', now() + CAST(:ttl AS interval))"
+    " RETURNING *"
+    "), new_items AS ("
+    " INSERT INTO order_items (order_id, ticket_type_id, name, quantity, unit_price)"
+    " SELECT new_order.id, line.type_id, line.name, line.quantity, line.unit_price"
+    " FROM new_order, unnest(CAST(:type_ids AS uuid[]), CAST(:names AS text[]),"
+    " CAST(:quantities AS integer[]), CAST(:prices AS integer[]))"
+    " AS line(type_id, name, quantity, unit_price)"
+    ")"
+    " SELECT * FROM new_order"
 )
 
 
@@ -92,35 +106,23 @@ class OrderRepository:
         ttl: timedelta,
         lines: Sequence[tuple[uuid.UUID, str, int, int]],
     ) -> AnyRow:
-        """The new pending order's row (id, created_at, expires_at...) and its items."""
-        order_id = uuid.uuid4()
+        """The new pending order's row (id, created_at, expires_at...), inserted with its
+        items in one statement."""
         result = await self.session.execute(
-            insert(Order)
-            .values(
-                id=order_id,
-                buyer_id=buyer_id,
-                event_id=event_id,
-                total=total,
-                status=OrderStatus.pending.value,
-                expires_at=func.now() + ttl,
-            )
-            .returning(*Order.__table__.c)
+            _INSERT_ORDER,
+            {
+                "id": uuid.uuid4(),
+                "buyer_id": buyer_id,
+                "event_id": event_id,
+                "total": total,
+                "ttl": ttl,
+                "type_ids": [type_id for type_id, _, _, _ in lines],
+                "names": [name for _, name, _, _ in lines],
+                "quantities": [quantity for _, _, quantity, _ in lines],
+                "prices": [price for _, _, _, price in lines],
+            },
         )
-        order = result.one()
-        await self.session.execute(
-            insert(OrderItem),
-            [
-                {
-                    "order_id": order_id,
-                    "ticket_type_id": type_id,
-                    "name": name,
-                    "quantity": quantity,
-                    "unit_price": price,
-                }
-                for type_id, name, quantity, price in lines
-            ],
-        )
-        return order
+        return result.one()
 
     async def hold(self, type_id: uuid.UUID, quantity: int) -> bool:
         """One atomic conditional UPDATE: no read-then-write race can oversell."""

@@ -24,6 +24,7 @@ from tiketi.orders.exceptions import (
 from tiketi.orders.models import OrderStatus
 from tiketi.orders.repository import OrderRepository
 from tiketi.orders.schemas import OrderCreate, OrderItemRead, OrderRead
+from tiketi.orders.sold_out import SoldOutTiers
 from tiketi.tickets.repository import TicketRepository
 from tiketi.tickets.service import ticket_view
 from tiketi.users.models import User
@@ -48,9 +49,12 @@ async def settle_event_cancellation(session: AsyncSession, event_id: uuid.UUID) 
 
 
 class OrderService:
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+    def __init__(
+        self, session: AsyncSession, settings: Settings, sold_out: SoldOutTiers | None = None
+    ) -> None:
         self.session = session
         self.settings = settings
+        self.sold_out = sold_out
         self.orders = OrderRepository(session)
         self.tickets = TicketRepository(session)
 
@@ -61,6 +65,10 @@ class OrderService:
         that take the holds run last, sorted by tier id (no deadlocks between multi-line
         orders), so the hot rows stay locked for the shortest time.
         """
+        if self.sold_out is not None:
+            requested = [(line.ticket_type_id, line.quantity) for line in data.items]
+            if known := self.sold_out.answer(data.event_id, requested):
+                raise self._sold_out(known.name, 0)
         now = datetime.now(UTC)
         ids = [line.ticket_type_id for line in data.items]
         event, tiers = await self.orders.tiers_for_hold(data.event_id, ids)
@@ -85,6 +93,13 @@ class OrderService:
             if not _window_open(tier, now):
                 raise NotOnSale(f"{tier.name} tickets are not on sale now")
             if tier.available < line.quantity:
+                if tier.available <= 0 and self.sold_out is not None:
+                    self.sold_out.remember(
+                        event_id=data.event_id,
+                        tier_id=tier.id,
+                        name=tier.name,
+                        max_per_order=tier.max_per_order,
+                    )
                 raise self._sold_out(tier.name, tier.available)
             lines.append((tier.id, tier.name, line.quantity, tier.price))
 
