@@ -5,11 +5,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from tiketi.core.repository import keyset_page
+from tiketi.core.repository import AnyRow, keyset_page
 from tiketi.payments.models import Payment, PaymentCallback, PaymentStatus
 
 
@@ -42,43 +43,10 @@ class PaymentRepository:
         )
         return result.scalar_one_or_none()
 
-    async def by_checkout_for_update(self, checkout_request_id: str) -> Payment | None:
-        result = await self.session.execute(
-            select(Payment)
-            .where(Payment.checkout_request_id == checkout_request_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return result.scalar_one_or_none()
-
     async def get_for_update(self, payment_id: uuid.UUID) -> Payment | None:
         return await self.session.get(
             Payment, payment_id, with_for_update=True, populate_existing=True
         )
-
-    async def orphans(
-        self, *, phone_number: str, amount: int, since: datetime
-    ) -> Sequence[Payment]:
-        """Pending payments whose push answer was lost (no checkout id), locked."""
-        result = await self.session.execute(
-            select(Payment)
-            .where(
-                Payment.status == PaymentStatus.pending.value,
-                Payment.checkout_request_id.is_(None),
-                Payment.phone_number == phone_number,
-                Payment.amount == amount,
-                Payment.created_at > since,
-            )
-            .limit(2)
-            .with_for_update()
-        )
-        return result.scalars().all()
-
-    async def receipt_taken(self, receipt: str) -> bool:
-        result = await self.session.execute(
-            select(Payment.id).where(Payment.mpesa_receipt == receipt).limit(1)
-        )
-        return result.first() is not None
 
     async def page(
         self,
@@ -129,35 +97,6 @@ class PaymentRepository:
         )
         return result.scalars().all()
 
-    async def add_callback(
-        self,
-        *,
-        raw: str,
-        body: dict[str, Any] | None,
-        checkout_request_id: str | None,
-        source_ip: str | None,
-    ) -> uuid.UUID:
-        result = await self.session.execute(
-            insert(PaymentCallback)
-            .values(
-                raw=raw,
-                body=body,
-                checkout_request_id=checkout_request_id,
-                source_ip=source_ip,
-            )
-            .returning(PaymentCallback.id)
-        )
-        return result.scalar_one()
-
-    async def mark_callback(
-        self, callback_id: uuid.UUID, *, outcome: str, payment_id: uuid.UUID | None
-    ) -> None:
-        await self.session.execute(
-            update(PaymentCallback)
-            .where(PaymentCallback.id == callback_id)
-            .values(outcome=outcome, payment_id=payment_id)
-        )
-
     async def unmatched_callbacks(self, checkout_request_id: str) -> list[tuple[uuid.UUID, str]]:
         """Callbacks that arrived before we had stored their checkout id (raw bodies)."""
         result = await self.session.execute(
@@ -169,3 +108,177 @@ class PaymentRepository:
             .order_by(PaymentCallback.received_at)
         )
         return [(row.id, row.raw) for row in result]
+
+
+# -- settling over a Core connection (the callback's hot path) ---------------------------------
+#
+# Text statements on an AsyncConnection: a callback runs a handful of them, and each one through
+# an ORM session (identity map, flushes, populate_existing) cost several times the statement.
+# Payments are named by the checkout id Daraja echoes (unique). Every write is conditional on
+# `status = 'pending'`, so the UPDATE that settles a payment is also its row lock and its
+# duplicate check.
+
+_STORE_CALLBACK_JSON = text(
+    "INSERT INTO payment_callbacks (checkout_request_id, source_ip, raw, body)"
+    " VALUES (:checkout_request_id, :source_ip, :raw, CAST(CAST(:raw AS text) AS jsonb))"
+    " RETURNING id"
+)
+_STORE_CALLBACK_TEXT = text(
+    "INSERT INTO payment_callbacks (checkout_request_id, source_ip, raw)"
+    " VALUES (:checkout_request_id, :source_ip, :raw) RETURNING id"
+)
+_MARK_CALLBACK = text(
+    "UPDATE payment_callbacks SET outcome = :outcome, payment_id = :payment_id WHERE id = :id"
+)
+# pending → succeeded with the receipt, if the amount matches (NULL: not checked). The callback
+# row (if any) is marked 'succeeded' by the same statement — provisionally: the caller corrects
+# it in the same transaction if the order cannot be fulfilled — one round trip fewer before
+# the hot counter row.
+_CLAIM_SUCCESS = text(
+    "WITH claimed AS ("
+    " UPDATE payments SET status = 'succeeded', mpesa_receipt = :receipt,"
+    " result_code = :result_code, result_desc = :result_desc,"
+    " completed_at = now(), updated_at = now()"
+    " WHERE checkout_request_id = :checkout_request_id AND status = 'pending'"
+    " AND (CAST(:amount AS integer) IS NULL OR amount = CAST(:amount AS integer))"
+    " RETURNING id, order_id),"
+    " recorded AS ("
+    " UPDATE payment_callbacks c SET outcome = 'succeeded', payment_id = claimed.id"
+    " FROM claimed WHERE c.id = CAST(:callback_id AS uuid))"
+    " SELECT id, order_id FROM claimed"
+)
+_CONCLUDE = text(
+    "UPDATE payments SET status = :status, result_code = :result_code,"
+    " result_desc = :result_desc, review_reason = coalesce(:review_reason, review_reason),"
+    " completed_at = CASE WHEN CAST(:terminal AS boolean) THEN now() ELSE completed_at END,"
+    " updated_at = now()"
+    " WHERE checkout_request_id = :checkout_request_id AND status = 'pending' RETURNING id"
+)
+_LOCK = text(
+    "SELECT id, order_id, amount, status FROM payments"
+    " WHERE checkout_request_id = :checkout_request_id FOR UPDATE"
+)
+_FLAG = text(
+    "UPDATE payments SET status = 'needs_review', review_reason = :reason, updated_at = now()"
+    " WHERE id = :id"
+)
+_ORPHANS = text(
+    "SELECT id, order_id, amount, status FROM payments"
+    " WHERE status = 'pending' AND checkout_request_id IS NULL"
+    " AND phone_number = :phone_number AND amount = :amount AND created_at > :since"
+    " LIMIT 2 FOR UPDATE"
+)
+_ADOPT = text(
+    "UPDATE payments SET checkout_request_id = :checkout_request_id,"
+    " merchant_request_id = :merchant_request_id, updated_at = now() WHERE id = :id"
+)
+
+
+class SettlementRepository:
+    """Storing Daraja callbacks and settling payments, on a Core connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def store_callback(
+        self, *, raw: str, as_json: bool, checkout_request_id: str | None, source_ip: str | None
+    ) -> uuid.UUID:
+        """Keep the body as received, and as jsonb when it parses. Run it in autocommit so
+        it stays even if settling fails."""
+        params = {"checkout_request_id": checkout_request_id, "source_ip": source_ip, "raw": raw}
+        if as_json:
+            try:
+                result = await self.conn.execute(_STORE_CALLBACK_JSON, params)
+            except DBAPIError as error:
+                # PostgreSQL's JSON is stricter than Python's (lone surrogates, say): a data
+                # exception (SQLSTATE class 22) keeps the text alone; anything else is real.
+                if not str(getattr(error.orig, "pgcode", "")).startswith("22"):
+                    raise
+            else:
+                return result.scalar_one()  # type: ignore[no-any-return]
+        return (await self.conn.execute(_STORE_CALLBACK_TEXT, params)).scalar_one()  # type: ignore[no-any-return]
+
+    async def mark_callback(
+        self, callback_id: uuid.UUID, *, outcome: str, payment_id: uuid.UUID | None
+    ) -> None:
+        await self.conn.execute(
+            _MARK_CALLBACK, {"id": callback_id, "outcome": outcome, "payment_id": payment_id}
+        )
+
+    async def claim_success(
+        self,
+        checkout_request_id: str,
+        *,
+        amount: int | None,
+        receipt: str | None,
+        result_code: str,
+        result_desc: str,
+        callback_id: uuid.UUID | None,
+    ) -> AnyRow | None:
+        """pending → succeeded if the amount matches (None: not checked), with the receipt;
+        `(id, order_id)`, or None if there is no such pending payment (unknown, settled, or
+        another amount). A receipt another payment holds raises IntegrityError: the unique
+        index decides, race-free. With `callback_id` the callback is marked `succeeded`."""
+        result = await self.conn.execute(
+            _CLAIM_SUCCESS,
+            {
+                "checkout_request_id": checkout_request_id,
+                "amount": amount,
+                "receipt": receipt,
+                "result_code": result_code,
+                "result_desc": result_desc,
+                "callback_id": callback_id,
+            },
+        )
+        return result.first()
+
+    async def conclude(
+        self,
+        checkout_request_id: str,
+        *,
+        status: PaymentStatus,
+        result_code: str,
+        result_desc: str,
+        review_reason: str | None = None,
+    ) -> uuid.UUID | None:
+        """An answer that issues nothing, for a pending payment: failed, needs review, or still
+        pending with the latest result code. Its id, or None if it is not pending."""
+        result = await self.conn.execute(
+            _CONCLUDE,
+            {
+                "checkout_request_id": checkout_request_id,
+                "status": status.value,
+                "terminal": status is not PaymentStatus.pending,
+                "result_code": result_code,
+                "result_desc": result_desc,
+                "review_reason": review_reason,
+            },
+        )
+        return result.scalar_one_or_none()
+
+    async def lock(self, checkout_request_id: str) -> AnyRow | None:
+        """`(id, order_id, amount, status)`, row-locked."""
+        result = await self.conn.execute(_LOCK, {"checkout_request_id": checkout_request_id})
+        return result.first()
+
+    async def flag_for_review(self, payment_id: uuid.UUID, reason: str) -> None:
+        await self.conn.execute(_FLAG, {"id": payment_id, "reason": reason})
+
+    async def orphans(self, *, phone_number: str, amount: int, since: datetime) -> Sequence[AnyRow]:
+        """Pending payments whose push answer was lost (no checkout id), locked; at most 2."""
+        result = await self.conn.execute(
+            _ORPHANS, {"phone_number": phone_number, "amount": amount, "since": since}
+        )
+        return result.all()
+
+    async def adopt(
+        self, payment_id: uuid.UUID, *, checkout_request_id: str, merchant_request_id: str
+    ) -> None:
+        await self.conn.execute(
+            _ADOPT,
+            {
+                "id": payment_id,
+                "checkout_request_id": checkout_request_id,
+                "merchant_request_id": merchant_request_id,
+            },
+        )

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from tiketi.auth.dependencies import is_admin
+from tiketi.core.repository import AnyRow
 from tiketi.core.settings import Settings
 from tiketi.orders.exceptions import OrderNotFound
 from tiketi.orders.models import OrderStatus
 from tiketi.orders.repository import OrderRepository
-from tiketi.orders.service import OrderService
 from tiketi.payments.exceptions import (
     CallbackSourceRefused,
     GatewayBusy,
@@ -50,8 +48,9 @@ from tiketi.payments.mpesa import (
     StkStatus,
     parse_stk_callback,
 )
-from tiketi.payments.repository import PaymentRepository
+from tiketi.payments.repository import PaymentRepository, SettlementRepository
 from tiketi.payments.schemas import PaymentCreate, PaymentRead
+from tiketi.tickets.service import fulfil_paid_order
 from tiketi.users.models import User
 
 logger = logging.getLogger("tiketi.payments")
@@ -62,6 +61,7 @@ UNKNOWN_OUTCOME_MESSAGE = (
     "phone, complete it; we will confirm the payment shortly."
 )
 QUERY_BATCH = 20
+RECEIPT_CONSTRAINT = "uq_payments_mpesa_receipt"
 
 
 def account_reference(order_id: uuid.UUID) -> str:
@@ -239,9 +239,17 @@ class PaymentService:
             payment.customer_message = customer_message
             await session.flush()
             # A fast callback may have arrived before we knew this checkout id: settle it now.
-            for callback_id, raw in await payments.unmatched_callbacks(checkout_request_id):
-                label = await self._settle(session, payment, _outcome(parse_stk_callback(raw)))
-                await payments.mark_callback(callback_id, outcome=label, payment_id=payment.id)
+            unmatched = await payments.unmatched_callbacks(checkout_request_id)
+            if unmatched:
+                conn = await session.connection()
+                for callback_id, raw in unmatched:
+                    await self._settle_nested(
+                        conn,
+                        checkout_request_id,
+                        _outcome(parse_stk_callback(raw)),
+                        callback_id=callback_id,
+                    )
+                await session.refresh(payment)
             return payment_view(payment)
 
     # -- reading ---------------------------------------------------------------------------
@@ -282,45 +290,209 @@ class PaymentService:
 
         Only a checkout id we issued and that is still pending can change anything; every
         other delivery (unknown, duplicate, late) is acknowledged and recorded, nothing more.
+        One pooled connection serves the whole delivery: the body is stored by a single
+        autocommit INSERT (kept even if settling fails), then settled by a few statements.
         """
         text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         try:
             callback = parse_stk_callback(raw)
         except ValueError:
             callback = None
-        # jsonb refuses \u0000; such a body is kept as text only.
-        body: dict[str, Any] | None = None
-        if callback is not None and "\\u0000" not in text:
-            body = json.loads(text)
-        async with self.sessions() as session, session.begin():
-            callback_id = await PaymentRepository(session).add_callback(
+        async with self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            callback_id = await SettlementRepository(conn).store_callback(
                 raw=text,
-                body=body,
+                # jsonb refuses \u0000; such a body is kept as text only.
+                as_json=callback is not None and "\\u0000" not in text,
                 source_ip=source_ip,
                 checkout_request_id=callback.checkout_request_id if callback else None,
             )
-        if callback is None:
-            raise MalformedCallback("The body is not a Daraja STK callback")
-        async with self.sessions() as session, session.begin():
-            payments = PaymentRepository(session)
-            payment = await payments.by_checkout_for_update(callback.checkout_request_id)
-            if payment is None:
-                payment = await self._adopt_orphan(payments, callback)
-            if payment is None:
-                label = "unmatched"
-            else:
-                label = await self._settle(session, payment, _outcome(callback))
-            await payments.mark_callback(
-                callback_id, outcome=label, payment_id=payment.id if payment else None
+            await conn.commit()  # ends SQLAlchemy's bookkeeping; autocommit sent no BEGIN
+            if callback is None:
+                raise MalformedCallback("The body is not a Daraja STK callback")
+            await conn.execution_options(isolation_level=conn.default_isolation_level)
+            label, _ = await self._settle_in_transaction(
+                conn,
+                callback.checkout_request_id,
+                _outcome(callback),
+                callback=callback,
+                callback_id=callback_id,
             )
         logger.info(
             "stk callback", extra={"outcome": label, "result_code": callback.result_code_text}
         )
         return label
 
+    @property
+    def _engine(self) -> AsyncEngine:
+        bind = self.sessions.kw.get("bind")
+        if not isinstance(bind, AsyncEngine):
+            raise TypeError("PaymentService needs a sessionmaker bound to an AsyncEngine")
+        return bind
+
+    async def _settle_in_transaction(
+        self,
+        conn: AsyncConnection,
+        checkout_request_id: str,
+        outcome: Outcome,
+        *,
+        callback: StkCallback | None = None,
+        callback_id: uuid.UUID | None = None,
+    ) -> tuple[str, uuid.UUID | None]:
+        """`_settle` in a transaction of its own on `conn`. The receipt's unique index decides
+        reuse: if another payment holds the receipt, the claim (the transaction's first write)
+        fails, the attempt is rolled back and the answer settled again knowing it."""
+        try:
+            async with conn.begin():
+                return await self._settle(
+                    conn, checkout_request_id, outcome, callback=callback, callback_id=callback_id
+                )
+        except IntegrityError as error:
+            if not _receipt_reused(error):
+                raise
+        async with conn.begin():
+            return await self._settle(
+                conn,
+                checkout_request_id,
+                outcome,
+                callback=callback,
+                callback_id=callback_id,
+                receipt_reused=True,
+            )
+
+    async def _settle_nested(
+        self,
+        conn: AsyncConnection,
+        checkout_request_id: str,
+        outcome: Outcome,
+        *,
+        callback_id: uuid.UUID | None = None,
+    ) -> tuple[str, uuid.UUID | None]:
+        """`_settle` inside a transaction that already did other work: a savepoint, only when
+        the answer carries a receipt that the unique index could refuse."""
+        if outcome.receipt is None:
+            return await self._settle(conn, checkout_request_id, outcome, callback_id=callback_id)
+        try:
+            async with conn.begin_nested():
+                return await self._settle(
+                    conn, checkout_request_id, outcome, callback_id=callback_id
+                )
+        except IntegrityError as error:
+            if not _receipt_reused(error):
+                raise
+        return await self._settle(
+            conn, checkout_request_id, outcome, callback_id=callback_id, receipt_reused=True
+        )
+
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        checkout_request_id: str,
+        outcome: Outcome,
+        *,
+        callback: StkCallback | None = None,
+        callback_id: uuid.UUID | None = None,
+        receipt_reused: bool = False,
+    ) -> tuple[str, uuid.UUID | None]:
+        """Apply a conclusive answer to the pending payment with this checkout id (and to its
+        order), and record the callback's outcome. Returns (outcome label, payment id).
+
+        Every write is conditional on the payment still being pending, so a duplicate or late
+        answer changes nothing. The common case — a success for a known pending payment with
+        the right amount and a fresh receipt — is claimed by one UPDATE (row lock, duplicate
+        check, amount check and receipt in one); anything else is decided under the row lock.
+        """
+        payments = SettlementRepository(conn)
+        recorded: str | None = None
+        if outcome.status is StkStatus.succeeded:
+            label, payment_id, recorded = await self._settle_success(
+                payments, checkout_request_id, outcome, callback, callback_id, receipt_reused
+            )
+        else:
+            status = (
+                PaymentStatus.failed
+                if outcome.status is StkStatus.failed
+                else PaymentStatus.pending  # still processing or unknown: reconcile later
+            )
+            payment_id = await payments.conclude(
+                checkout_request_id,
+                status=status,
+                result_code=outcome.result_code[:32],
+                result_desc=outcome.result_desc[:500],
+            )
+            if payment_id is not None:
+                label = status.value
+            else:
+                row = await payments.lock(checkout_request_id)
+                payment_id = row.id if row is not None else None
+                label = "duplicate" if row is not None else "unmatched"
+        if callback_id is not None and recorded != label:
+            await payments.mark_callback(callback_id, outcome=label, payment_id=payment_id)
+        return label, payment_id
+
+    async def _settle_success(
+        self,
+        payments: SettlementRepository,
+        checkout_request_id: str,
+        outcome: Outcome,
+        callback: StkCallback | None,
+        callback_id: uuid.UUID | None,
+        receipt_reused: bool,
+    ) -> tuple[str, uuid.UUID | None, str | None]:
+        """(label, payment id, the outcome already recorded on the callback row or None)."""
+        amount = _whole_shillings(outcome.amount)
+        claimable = (
+            not receipt_reused
+            and (outcome.amount is None or amount is not None)
+            and (outcome.receipt is not None or not outcome.from_callback)
+        )
+        if claimable:
+            claimed = await payments.claim_success(
+                checkout_request_id,
+                amount=amount,
+                receipt=outcome.receipt,
+                result_code=outcome.result_code[:32],
+                result_desc=outcome.result_desc[:500],
+                callback_id=callback_id,
+            )
+            if claimed is not None:
+                label = await self._fulfil(payments, claimed.id, claimed.order_id)
+                return label, claimed.id, "succeeded" if callback_id is not None else None
+        # Not claimed at once: unknown, already settled, or a problem; decide under the lock.
+        payment = await payments.lock(checkout_request_id)
+        if payment is None and callback is not None:
+            payment = await self._adopt_orphan(payments, callback)
+        if payment is None:
+            return "unmatched", None, None
+        if payment.status != PaymentStatus.pending.value:
+            return "duplicate", payment.id, None
+        problem = _success_problem(payment.amount, outcome, receipt_reused=receipt_reused)
+        if problem is None:  # an adopted orphan (its amount matched by construction)
+            claimed = await payments.claim_success(
+                checkout_request_id,
+                amount=None,
+                receipt=outcome.receipt,
+                result_code=outcome.result_code[:32],
+                result_desc=outcome.result_desc[:500],
+                callback_id=callback_id,
+            )
+            if claimed is None:
+                return "duplicate", payment.id, None
+            label = await self._fulfil(payments, claimed.id, claimed.order_id)
+            return label, claimed.id, "succeeded" if callback_id is not None else None
+        await payments.conclude(
+            checkout_request_id,
+            status=PaymentStatus.needs_review,
+            result_code=outcome.result_code[:32],
+            result_desc=outcome.result_desc[:500],
+            review_reason=problem,
+        )
+        _log_review(payment.id, problem)
+        return "needs_review", payment.id, None
+
     async def _adopt_orphan(
-        self, payments: PaymentRepository, callback: StkCallback
-    ) -> Payment | None:
+        self, payments: SettlementRepository, callback: StkCallback
+    ) -> AnyRow | None:
         """A success for a push whose answer we never got (timeout after sending) carries a
         checkout id we do not know. It is ours only if exactly one such payment matches its
         phone and amount; anything less certain is left for a person to review."""
@@ -335,67 +507,28 @@ class PaymentService:
         if len(candidates) != 1:
             return None
         payment = candidates[0]
-        payment.checkout_request_id = callback.checkout_request_id
-        payment.merchant_request_id = callback.merchant_request_id
+        await payments.adopt(
+            payment.id,
+            checkout_request_id=callback.checkout_request_id,
+            merchant_request_id=callback.merchant_request_id,
+        )
         return payment
 
-    async def _settle(self, session: AsyncSession, payment: Payment, outcome: Outcome) -> str:
-        """Apply a conclusive answer to a locked pending payment (and its order)."""
-        if payment.status != PaymentStatus.pending.value:
-            return "duplicate"
-        payment.result_code = outcome.result_code[:32]
-        payment.result_desc = outcome.result_desc[:500]
-        if outcome.status is StkStatus.failed:
-            payment.status = PaymentStatus.failed.value
-            payment.completed_at = _now()
-            return "failed"
-        if outcome.status is not StkStatus.succeeded:
-            return "pending"  # still processing, or a code we do not know: reconcile later
-        problem = await self._success_problem(session, payment, outcome)
-        if problem is None:
-            problem = await self._fulfil(session, payment)
-        payment.completed_at = _now()
-        if problem is not None:
-            payment.status = PaymentStatus.needs_review.value
-            payment.review_reason = problem
-            logger.error(
-                "payment needs review", extra={"payment_id": str(payment.id), "reason": problem}
-            )
-            return "needs_review"
-        payment.status = PaymentStatus.succeeded.value
-        return "succeeded"
-
-    async def _success_problem(
-        self, session: AsyncSession, payment: Payment, outcome: Outcome
-    ) -> str | None:
-        if outcome.amount is not None and outcome.amount != Decimal(payment.amount):
-            return f"amount mismatch: asked {payment.amount} KES, paid {outcome.amount} KES"
-        if outcome.receipt is None:
-            return "no M-Pesa receipt in the success callback" if outcome.from_callback else None
-        if await PaymentRepository(session).receipt_taken(outcome.receipt):
-            return f"receipt {outcome.receipt} was already used by another payment"
-        try:
-            async with session.begin_nested():
-                payment.mpesa_receipt = outcome.receipt
-                await session.flush()
-        except IntegrityError:
-            payment.mpesa_receipt = None
-            return f"receipt {outcome.receipt} was already used by another payment"
-        return None
-
-    async def _fulfil(self, session: AsyncSession, payment: Payment) -> str | None:
-        """Issue the tickets; a reason string when the money cannot buy them (refund due)."""
-        orders = OrderService(session, self.settings)
-        order = await orders.orders.get_for_update(payment.order_id)
-        assert order is not None
-        if order.status == OrderStatus.pending.value:
-            await orders.issue_tickets(order.id)
-            return None
-        if order.status == OrderStatus.expired.value:
-            if await orders.issue_after_lapse(order.id):
-                return None
-            return "paid after the hold expired and the tickets are gone: refund due"
-        return f"paid for an order that is {order.status}: refund due"
+    async def _fulfil(
+        self, payments: SettlementRepository, payment_id: uuid.UUID, order_id: uuid.UUID
+    ) -> str:
+        """Issue the tickets of a just-claimed payment's order. When the money cannot buy
+        them, the payment needs review (a refund is due): never an oversold ticket."""
+        fulfilment = await fulfil_paid_order(payments.conn, order_id)
+        if fulfilment.issued:
+            return "succeeded"
+        if fulfilment.order_status == OrderStatus.expired.value:
+            problem = "paid after the hold expired and the tickets are gone: refund due"
+        else:
+            problem = f"paid for an order that is {fulfilment.order_status}: refund due"
+        await payments.flag_for_review(payment_id, problem)
+        _log_review(payment_id, problem)
+        return "needs_review"
 
     # -- reconciling -----------------------------------------------------------------------
 
@@ -407,9 +540,9 @@ class PaymentService:
             due = await PaymentRepository(session).claim_due_for_query(
                 limit=QUERY_BATCH, backoff=timedelta(seconds=60)
             )
-            claimed = [(p.id, p.checkout_request_id) for p in due]
+            claimed = [p.checkout_request_id for p in due]
         settled = 0
-        for payment_id, checkout_request_id in claimed:
+        for checkout_request_id in claimed:
             if checkout_request_id is None:
                 continue  # an unknown-outcome push: only a callback or a person can tell
             try:
@@ -425,13 +558,10 @@ class PaymentService:
                 result_desc=answer.result_desc,
                 from_callback=False,
             )
-            async with self.sessions() as session, session.begin():
-                payment = await PaymentRepository(session).get_for_update(payment_id)
-                if (
-                    payment is not None
-                    and await self._settle(session, payment, outcome) != "pending"
-                ):
-                    settled += 1
+            async with self._engine.connect() as conn:
+                label, _ = await self._settle_in_transaction(conn, checkout_request_id, outcome)
+            if label not in ("pending", "unmatched"):
+                settled += 1
         return settled + flagged
 
     async def _flag_stale(self, session: AsyncSession) -> int:
@@ -447,6 +577,34 @@ class PaymentService:
             .returning(Payment.id)
         )
         return len(result.all())
+
+
+def _whole_shillings(amount: Decimal | None) -> int | None:
+    """The amount as an integer, or None if absent or fractional (never a payment of ours)."""
+    if amount is None or amount != amount.to_integral_value():
+        return None
+    return int(amount)
+
+
+def _success_problem(asked: int, outcome: Outcome, *, receipt_reused: bool) -> str | None:
+    """Why a success for a pending payment must not issue tickets, if it must not."""
+    if outcome.amount is not None and outcome.amount != Decimal(asked):
+        return f"amount mismatch: asked {asked} KES, paid {outcome.amount} KES"
+    if outcome.receipt is None:
+        return "no M-Pesa receipt in the success callback" if outcome.from_callback else None
+    if receipt_reused:
+        return f"receipt {outcome.receipt} was already used by another payment"
+    return None
+
+
+def _receipt_reused(error: IntegrityError) -> bool:
+    """The unique receipt index refused the claim (and nothing else did)."""
+    cause = error.orig.__cause__ if error.orig is not None else None
+    return getattr(cause, "constraint_name", None) == RECEIPT_CONSTRAINT
+
+
+def _log_review(payment_id: uuid.UUID, reason: str) -> None:
+    logger.error("payment needs review", extra={"payment_id": str(payment_id), "reason": reason})
 
 
 def _outcome(callback: StkCallback) -> Outcome:

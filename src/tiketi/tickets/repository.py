@@ -3,11 +3,13 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tiketi.core.repository import AnyRow, AnySelect, keyset_page
 from tiketi.events.models import TicketType
@@ -143,3 +145,100 @@ class TicketRepository:
             .returning(Ticket.id)
         )
         return len(result.all())
+
+
+# -- issuance over a Core connection (the payment callback's fast path) ------------------------
+
+_MARK_PAID = text(
+    "UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()"
+    " WHERE id = :order_id AND status = :from_status"
+    " RETURNING id, event_id, buyer_id,"
+    " ARRAY(SELECT i.ticket_type_id FROM order_items i WHERE i.order_id = orders.id"
+    "  ORDER BY i.ticket_type_id) AS type_ids,"
+    " ARRAY(SELECT i.quantity FROM order_items i WHERE i.order_id = orders.id"
+    "  ORDER BY i.ticket_type_id) AS quantities"
+)
+_ORDER_STATUS_FOR_UPDATE = text("SELECT status FROM orders WHERE id = :order_id FOR UPDATE")
+# The hold becomes a sale and the tickets are written by one statement: the tier's counter row
+# is the hot row every settlement for the event queues on, so it is touched by the last
+# statement before COMMIT (held -= q, sold += q; the availability trigger NOTIFYs).
+_SELL_HELD_AND_ISSUE = text(
+    "WITH sale AS ("
+    " UPDATE ticket_types t SET held = t.held - i.quantity, sold = t.sold + i.quantity"
+    " FROM order_items i WHERE i.order_id = :order_id AND t.id = i.ticket_type_id)"
+    " INSERT INTO tickets (order_id, ticket_type_id, event_id, holder_id, code)"
+    " SELECT :order_id, x.type_id, :event_id, :holder_id, x.code"
+    " FROM unnest(CAST(:type_ids AS uuid[]), CAST(:codes AS text[])) AS x(type_id, code)"
+)
+_ISSUE = text(
+    "INSERT INTO tickets (order_id, ticket_type_id, event_id, holder_id, code)"
+    " SELECT :order_id, x.type_id, :event_id, :holder_id, x.code"
+    " FROM unnest(CAST(:type_ids AS uuid[]), CAST(:codes AS text[])) AS x(type_id, code)"
+)
+_RETAKE = text(
+    "UPDATE ticket_types t SET sold = t.sold + i.quantity"
+    " FROM order_items i WHERE i.order_id = :order_id AND t.id = i.ticket_type_id"
+    " AND t.sold + t.held + i.quantity <= t.quantity RETURNING t.id"
+)
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """An order just marked paid, with what its tickets need (one per admission)."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    buyer_id: uuid.UUID
+    lines: tuple[tuple[uuid.UUID, int], ...]  # (ticket type, quantity), sorted by type
+
+    def ticket_params(self) -> dict[str, Any]:
+        type_ids = [type_id for type_id, quantity in self.lines for _ in range(quantity)]
+        return {
+            "order_id": self.id,
+            "event_id": self.event_id,
+            "holder_id": self.buyer_id,
+            "type_ids": type_ids,
+            "codes": [new_ticket_code() for _ in type_ids],
+        }
+
+
+class IssuanceRepository:
+    """Settling an order and issuing its tickets with the fewest round trips, on a Core
+    connection inside the caller's transaction (the M-Pesa callback's hot path). Same rules
+    as `OrderRepository.mark_paid` + `convert_holds_to_sales` / `retake_as_sales` +
+    `TicketRepository.issue_for_order`, in two or three statements instead of five."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def mark_paid(self, order_id: uuid.UUID, *, from_status: str) -> PaidOrder | None:
+        """`from_status` → paid, once (row-locked); None if the order is not in that status."""
+        row = (
+            await self.conn.execute(_MARK_PAID, {"order_id": order_id, "from_status": from_status})
+        ).first()
+        if row is None:
+            return None
+        return PaidOrder(
+            id=row.id,
+            event_id=row.event_id,
+            buyer_id=row.buyer_id,
+            lines=tuple(zip(row.type_ids, row.quantities, strict=True)),
+        )
+
+    async def status_for_update(self, order_id: uuid.UUID) -> str | None:
+        return (
+            await self.conn.execute(_ORDER_STATUS_FOR_UPDATE, {"order_id": order_id})
+        ).scalar_one_or_none()
+
+    async def sell_held_and_issue(self, order: PaidOrder) -> None:
+        """The order's hold becomes a sale and one ticket per admission is written."""
+        await self.conn.execute(_SELL_HELD_AND_ISSUE, order.ticket_params())
+
+    async def retake_as_sales(self, order: PaidOrder) -> bool:
+        """For an order whose hold lapsed: True if every line could be sold again (the caller
+        rolls back to a savepoint on False: some lines may have been taken)."""
+        retaken = (await self.conn.execute(_RETAKE, {"order_id": order.id})).all()
+        return len(retaken) == len(order.lines)
+
+    async def issue(self, order: PaidOrder) -> None:
+        await self.conn.execute(_ISSUE, order.ticket_params())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -8,14 +9,15 @@ import anyio.to_thread
 import segno
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tiketi.auth.dependencies import is_admin
 from tiketi.events.exceptions import EventNotFound
 from tiketi.events.repository import EventRepository
+from tiketi.orders.models import OrderStatus
 from tiketi.tickets.exceptions import AlreadyCheckedIn, TicketNotFound, TicketVoid, UnknownTicket
 from tiketi.tickets.models import TicketStatus
-from tiketi.tickets.repository import TicketRepository
+from tiketi.tickets.repository import IssuanceRepository, TicketRepository
 from tiketi.tickets.schemas import CheckIn, CheckInResult, TicketRead
 from tiketi.users.models import User
 
@@ -108,3 +110,43 @@ class TicketService:
                 extra={"checked_in_at": scanned_at, "checked_in_by": scanned_by},
             )
         return CheckInResult(ticket=ticket_view(row))
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    """What a confirmed payment did to its order: tickets issued, or the status that stopped it
+    (`expired` here means the hold lapsed and the capacity is gone)."""
+
+    issued: bool
+    order_status: str
+
+
+async def fulfil_paid_order(conn: AsyncConnection, order_id: uuid.UUID) -> Fulfilment:
+    """Money arrived for `order_id`: settle it and issue one ticket per admission, in the
+    caller's transaction, on a Core connection (the payment callback's fast path).
+
+    A pending order is paid and its hold becomes a sale. An order whose hold already expired
+    is sold again only if capacity remains, all lines or none (a savepoint) — never oversold.
+    Any other order (paid, cancelled, ...) issues nothing. Idempotent: only the transition
+    from pending/expired issues, under the order's row lock.
+    """
+    issuance = IssuanceRepository(conn)
+    order = await issuance.mark_paid(order_id, from_status=OrderStatus.pending.value)
+    if order is not None:
+        await issuance.sell_held_and_issue(order)
+        return Fulfilment(issued=True, order_status=OrderStatus.paid.value)
+    status = await issuance.status_for_update(order_id)
+    if status != OrderStatus.expired.value:
+        return Fulfilment(issued=False, order_status=status or "missing")
+    savepoint = await conn.begin_nested()
+    try:
+        order = await issuance.mark_paid(order_id, from_status=OrderStatus.expired.value)
+        if order is not None and await issuance.retake_as_sales(order):
+            await issuance.issue(order)
+            await savepoint.commit()
+            return Fulfilment(issued=True, order_status=OrderStatus.paid.value)
+        await savepoint.rollback()
+    except BaseException:
+        await savepoint.rollback()
+        raise
+    return Fulfilment(issued=False, order_status=status)
