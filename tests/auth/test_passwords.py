@@ -56,3 +56,23 @@ async def test_hashing_concurrency_leaves_a_core_to_the_event_loop(monkeypatch) 
 
     await asyncio.gather(*[security.hash_password("x" * 10) for _ in range(12)])
     assert peak == max(1, (os.cpu_count() or 2) - 1)
+
+
+async def test_hashing_threads_yield_the_cpu_to_the_event_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Hashing runs at a lower priority than the loop's thread, which keeps its own."""
+    import os
+    import threading
+
+    from tiketi.core import security
+
+    seen: list[int] = []
+
+    def spy_hash(password: str) -> str:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return "$argon2id$fake"
+
+    loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    monkeypatch.setattr(security.password_context, "hash", spy_hash)
+    await security.hash_password("Tiketi-pass-2026")
+    assert seen and seen[0] >= security.HASHING_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_priority
