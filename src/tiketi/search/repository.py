@@ -5,9 +5,13 @@ Shape of a page (see docs/search.md for the plans on 100,000 events):
     WITH search_query AS MATERIALIZED (tsquery, unaccented fuzzy text)   -- once per statement
     SELECT page.*, category slug, tier totals                            -- LATERAL, page only
     FROM (SELECT <event columns>, <sort key>
-          FROM events, search_query
-          WHERE published AND not ended AND <match> AND <filters> AND <after cursor>
+          FROM events [JOIN event_sale_prices valid at as_of]
+          WHERE published AND not ended AND <filters> AND <after cursor>
           ORDER BY <sort key> LIMIT n + 1) AS page
+
+With text sorted by date or relevance, the matches are first found in start order by a bounded
+walk, the text index ANDed with a range of starts, or every match, whichever the walk shows to
+be enough (`_date_ordered_matches`); relevance then ranks the RANK_WINDOW soonest of them.
 
 `min_price`/`available` are computed for the page's rows only, after the LIMIT. On a first
 page with a text query the full-text page and the trigram page are one UNION ALL; the trigram
@@ -17,6 +21,7 @@ filter on an InitPlan), so deciding on the fallback costs no extra round trip.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +32,7 @@ from typing import Any, cast
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    CompoundSelect,
     DateTime,
     Float,
     FromClause,
@@ -37,6 +43,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    false,
     func,
     literal_column,
     or_,
@@ -50,8 +57,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.util import ClauseAdapter
 
 from tiketi.events.models import Category, Event, EventStatus, TicketType
+from tiketi.search.models import NO_PRICE, SALE_PRICES
 from tiketi.search.schemas import SearchSort
 
 EVENTS = cast("Table", Event.__table__)
@@ -61,8 +70,6 @@ CATEGORIES = cast("Table", Category.__table__)
 # Fewer full-text matches than this (with the filters applied) and the search also accepts
 # trigram look-alikes of title, venue and city: "nairobbi jaz festval" finds the festival.
 FUZZY_BELOW = 3
-# Sorts events without a ticket on sale after every priced one.
-NO_PRICE = 2_147_483_647
 # Relevance gets up to +20% for events starting now, +10% a week out, +3% a month out.
 SOON_BOOST = 0.2
 SOON_SCALE_SECONDS = 7 * 24 * 3600
@@ -110,6 +117,9 @@ class SearchPage:
     rows: list[Row[Any]]
     mode: MatchMode
     has_more: bool
+    # Relevance: where the ranked window of matches ends (start, id), None when it holds every
+    # match. A first page finds it; later pages get it back through their cursor.
+    window_end: tuple[datetime, uuid.UUID] | None = None
 
 
 # Every word of a category's slug and name (and the word without a plural "s"), with the
@@ -189,19 +199,14 @@ def _tier_totals(page: FromClause) -> FromClause:
     )
 
 
-def _on_sale_price(as_of: ColumnElement[datetime]) -> FromClause:
-    """The cheapest tier on sale at `as_of` (the event not started, inside the sales window):
-    what the price filters and the price sort compare."""
-    return (
-        select(func.min(TIERS.c.price).label("price"))
-        .where(
-            TIERS.c.event_id == EVENTS.c.id,
-            EVENTS.c.starts_at > as_of,
-            or_(TIERS.c.sales_start.is_(None), TIERS.c.sales_start <= as_of),
-            or_(TIERS.c.sales_end.is_(None), TIERS.c.sales_end > as_of),
-        )
-        .correlate(EVENTS)
-        .lateral("on_sale")
+def _on_sale(as_of: ColumnElement[datetime]) -> tuple[FromClause, ColumnElement[bool]]:
+    """The event's step of `event_sale_prices` at `as_of` (its cheapest tier on sale then, or
+    NO_PRICE), and the join condition. Exactly one step is valid until the event ends."""
+    steps = SALE_PRICES.alias("on_sale")
+    return steps, and_(
+        steps.c.event_id == EVENTS.c.id,
+        steps.c.valid_from <= as_of,
+        steps.c.valid_until > as_of,
     )
 
 
@@ -250,6 +255,7 @@ class _Shape:
     max_price: bool = False
     free: bool = False
     after: bool = False
+    window: bool = False  # a later relevance page, ranking the matches up to the window's end
 
     @property
     def on_price(self) -> bool:
@@ -268,13 +274,15 @@ class SearchRepository:
         sort: SearchSort,
         mode: MatchMode | None,
         after: Sequence[Any] | None,
+        window_end: tuple[datetime, uuid.UUID] | None = None,
         now: datetime,
         as_of: datetime,
         limit: int,
     ) -> SearchPage:
         """One page in one round trip. `mode=None` (a first page with a text query) lets the
         database choose between full text and the trigram fallback; later pages pass the mode
-        their cursor carries. `after` is the sort key of the previous page's last row."""
+        their cursor carries. `after` is the sort key of the previous page's last row, and
+        `window_end` (relevance) the end of the window of matches the first page ranked."""
         if text_query is None:
             modes: tuple[MatchMode, ...] = (MatchMode.everything,)
         elif mode is not None:
@@ -298,6 +306,7 @@ class SearchRepository:
             max_price=filters.max_price is not None,
             free=filters.free,
             after=after is not None,
+            window=after is not None and window_end is not None,
         )
         values: dict[str, Any] = {
             "now": now,
@@ -324,6 +333,8 @@ class SearchRepository:
         values.update({name: value for name, value in optional.items() if value is not None})
         for i, part in enumerate(after or ()):
             values[f"after_{i}"] = part
+        if shape.window and window_end is not None:
+            values["window_starts_at"], values["window_id"] = window_end
 
         result = await self.session.execute(_statement(shape), values)
         rows = list(result.all())
@@ -331,7 +342,13 @@ class SearchRepository:
         if len(modes) > 1 and any(row.mode == MatchMode.fuzzy.value for row in rows):
             chosen = MatchMode.fuzzy
         rows = [row for row in rows if row.mode == chosen.value]
-        return SearchPage(rows=rows[:limit], mode=chosen, has_more=len(rows) > limit)
+        if sort is SearchSort.relevance and after is None:
+            window_end = None
+            if rows and rows[0].window_size >= _rank_window(chosen):
+                window_end = (rows[0].window_starts_at, rows[0].window_id)
+        return SearchPage(
+            rows=rows[:limit], mode=chosen, has_more=len(rows) > limit, window_end=window_end
+        )
 
 
 _NOW = bindparam("now", type_=DateTime(timezone=True))
@@ -375,103 +392,358 @@ def _order(sort: SearchSort, key: Sequence[ColumnElement[Any]]) -> list[ColumnEl
 
 def _page(shape: _Shape, mode: MatchMode, query: CTE | None, *, limit: str) -> Select[Any]:
     """The inner, sorted and limited SELECT of one match mode."""
+    on_sale = _on_sale(_AS_OF) if shape.on_price else None
+    # By price, the filters are checked on the copies in event_sale_prices, inside the index
+    # that gives the order; otherwise on `events`, whose indexes give the date order.
+    by_price = on_sale is not None and shape.sort is SearchSort.price
+    conditions = _filters(shape, on_sale[0] if on_sale is not None and by_price else EVENTS)
+    if on_sale is not None:
+        conditions.extend(_price_filters(shape, on_sale[0].c.price))
+    page_limit = bindparam(limit, type_=Integer)
+    if mode is MatchMode.everything or shape.sort is SearchSort.price:
+        match = _match(shape, mode, query)
+        return _sorted_page(
+            shape, mode, query, [*conditions, *match], on_sale, page_limit=page_limit
+        )
+    assert query is not None
+    if shape.sort is SearchSort.date:
+        return _date_page(shape, mode, query, conditions, on_sale, page_limit=page_limit)
+    return _ranked_page(shape, mode, query, conditions, on_sale, page_limit=page_limit)
+
+
+def _filters(shape: _Shape, source: FromClause) -> list[ColumnElement[bool]]:
+    """Published, not ended, and every filter but the price ones, on the columns of `source`
+    (`events`, or its copies in event_sale_prices; tags are only on `events`)."""
     conditions: list[ColumnElement[bool]] = [
         # Literal, not a parameter: every plan knows which rows qualify (partial plans and
         # statistics), whatever the plan cache does with the parameters.
-        EVENTS.c.status == literal_column(f"'{EventStatus.published.value}'"),
-        EVENTS.c.ends_at > _NOW,
+        source.c.status == literal_column(f"'{EventStatus.published.value}'"),
+        source.c.ends_at > _NOW,
     ]
-    columns: list[Any] = [*_PAGE_COLUMNS, literal_column(f"'{mode.value}'", Text).label("mode")]
-    froms: list[FromClause] = [EVENTS]
-
-    if mode is not MatchMode.everything:
-        assert query is not None
-        froms.append(query)
-        fulltext = EVENTS.c.search_vector.bool_op("@@")(query.c.tsq)
-        if mode is MatchMode.fulltext:
-            conditions.append(fulltext)
-        else:
-            # Every wanted word has a look-alike (strict word similarity >= 0.5, pg_trgm's
-            # default threshold) in title, venue or city; each is a GIN trigram index scan.
-            # `text %>> word` is `word <<% text` written the way the index is, so the planner
-            # sees the same clause in the index condition and the filter, and checks it once.
-            lookalikes = [
-                EVENTS.c.search_text.bool_op("%>>")(query.c.fuzzy_words[n])
-                for n in range(1, shape.fuzzy_words + 1)
-            ]
-            if shape.excluded:
-                lookalikes.append(~EVENTS.c.search_vector.bool_op("@@")(query.c.excluded))
-            conditions.append(or_(fulltext, and_(*lookalikes)))
-
     if shape.city:
         city = bindparam("city", type_=Text)
-        conditions.append(EVENTS.c.city_key == _value(func.tiketi_city_key(city)))
+        conditions.append(source.c.city_key == _value(func.tiketi_city_key(city)))
     if shape.category:
         slug = bindparam("category", type_=Text)
         conditions.append(
-            EVENTS.c.category_id
+            source.c.category_id
             == select(CATEGORIES.c.id).where(CATEGORIES.c.slug == slug).scalar_subquery()
         )
     if shape.tags:
         conditions.append(EVENTS.c.tags.contains(bindparam("tags", type_=EVENTS.c.tags.type)))
     if shape.starts_from:
-        conditions.append(EVENTS.c.starts_at >= bindparam("starts_from", type_=_NOW.type))
+        conditions.append(source.c.starts_at >= bindparam("starts_from", type_=_NOW.type))
     if shape.starts_before:
-        conditions.append(EVENTS.c.starts_at < bindparam("starts_before", type_=_NOW.type))
+        conditions.append(source.c.starts_at < bindparam("starts_before", type_=_NOW.type))
+    return conditions
 
-    price: ColumnElement[int] | None = None
-    if shape.on_price:
-        on_sale = _on_sale_price(_AS_OF)
-        froms.append(on_sale)
-        price = on_sale.c.price
-        if shape.free:
-            conditions.append(price == literal_column("0"))
-        if shape.min_price:
-            conditions.append(price >= bindparam("min_price", type_=Integer))
-        if shape.max_price:
-            conditions.append(price <= bindparam("max_price", type_=Integer))
 
-    key = _key(shape.sort, mode, query, price)
-    columns.extend(key)
-    if shape.after:
-        after = [bindparam(f"after_{i}", type_=part.type) for i, part in enumerate(key)]
-        if shape.sort is SearchSort.relevance:
-            conditions.append(tuple_(*key) < tuple_(*after))
-        else:
-            conditions.append(tuple_(*key) > tuple_(*after))
+def _price_filters(shape: _Shape, price: ColumnElement[int]) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if shape.free:
+        conditions.append(price == literal_column("0"))
+    if shape.min_price:
+        conditions.append(price >= bindparam("min_price", type_=Integer))
+        if not shape.max_price:
+            conditions.append(price < literal_column(str(NO_PRICE)))
+    if shape.max_price:
+        conditions.append(price <= bindparam("max_price", type_=Integer))
+    return conditions
 
+
+def _match(shape: _Shape, mode: MatchMode, query: CTE | None) -> list[ColumnElement[bool]]:
+    """The text condition of a match mode, on `events` and the search_query CTE."""
+    if mode is MatchMode.everything:
+        return []
+    assert query is not None
+    fulltext = EVENTS.c.search_vector.bool_op("@@")(query.c.tsq)
+    if mode is MatchMode.fulltext:
+        return [fulltext]
+    # Every wanted word has a look-alike (strict word similarity >= 0.5, pg_trgm's default
+    # threshold) in title, venue or city; each is a GIN trigram index scan. `text %>> word` is
+    # `word <<% text` written the way the index is, so the planner sees the same clause in the
+    # index condition and the filter, and checks it once.
+    lookalikes = [
+        EVENTS.c.search_text.bool_op("%>>")(query.c.fuzzy_words[n])
+        for n in range(1, shape.fuzzy_words + 1)
+    ]
+    if shape.excluded:
+        lookalikes.append(~EVENTS.c.search_vector.bool_op("@@")(query.c.excluded))
+    return [or_(fulltext, and_(*lookalikes))]
+
+
+_OnSale = tuple[FromClause, ColumnElement[bool]]
+
+
+def _from(columns: Sequence[Any], query: CTE | None, on_sale: _OnSale | None) -> Select[Any]:
     stmt = select(*columns).select_from(EVENTS)
-    for extra in froms[1:]:
-        stmt = stmt.join(extra, true())
+    if query is not None:
+        stmt = stmt.join(query, true())
+    if on_sale is not None:
+        stmt = stmt.join(*on_sale)
+    return stmt
+
+
+def _sorted_page(
+    shape: _Shape,
+    mode: MatchMode,
+    query: CTE | None,
+    conditions: list[ColumnElement[bool]],
+    on_sale: _OnSale | None,
+    *,
+    page_limit: ColumnElement[int],
+) -> Select[Any]:
+    """One SELECT, sorted by the key and limited: no text (an index on the sort key is walked
+    and stops at the LIMIT), or a text query sorted by price."""
+    key = _key(shape.sort, mode, query, on_sale[0] if on_sale else None)
+    if shape.after:
+        conditions = [*conditions, _after(shape.sort, key)]
+    columns = [*_PAGE_COLUMNS, _mode(mode), *key]
     return (
-        stmt.where(and_(*conditions))
+        _from(columns, query if mode is not MatchMode.everything else None, on_sale)
+        .where(and_(*conditions))
         .order_by(*_order(shape.sort, key))
-        .limit(bindparam(limit, type_=Integer))
+        .limit(page_limit)
     )
 
 
+def _after(sort: SearchSort, key: Sequence[ColumnElement[Any]]) -> ColumnElement[bool]:
+    after = [bindparam(f"after_{i}", type_=part.type) for i, part in enumerate(key)]
+    if sort is SearchSort.relevance:
+        return tuple_(*key) < tuple_(*after)
+    return tuple_(*key) > tuple_(*after)
+
+
+def _mode(mode: MatchMode) -> ColumnElement[str]:
+    return literal_column(f"'{mode.value}'", Text).label("mode")
+
+
+# How many events, in start order, a relevance search reads before it turns to the text
+# indexes; a date page reads WALK_PER_ROW per event it shows.
+WALK_ROWS = 200
+# The fallback's walk tests every look-alike word on each event (a trigram similarity each).
+FUZZY_WALK_ROWS = 150
+WALK_PER_ROW = 4
+# Relevance ranks the RANK_WINDOW soonest matches (with the filters): all of them when fewer
+# match. Ranking costs a heap visit and a ts_rank_cd per event ranked, so ranking every match of
+# a common word ("nairobi": 40% of the catalogue) cost hundreds of milliseconds.
+RANK_WINDOW = 100
+# The fallback's window: look-alikes are scored with a trigram similarity each, and a word
+# like a city's name resembles a third of the catalogue.
+FUZZY_RANK_WINDOW = 50
+# The near matches are looked for in a range of starts this many times longer than needed at the
+# density the walk saw: enough to absorb the walk's sampling error, few extra heap visits.
+STRETCH = 2.5
+# Fewer matches than this in the walk say too little about the density (and that there are
+# few matches at all): step 3 directly.
+NEAR_FROM = 6
+_TEXT_COLUMNS = (EVENTS.c.search_vector, EVENTS.c.search_text)
+
+
+def _date_ordered_matches(
+    name: str,
+    query: CTE,
+    conditions: list[ColumnElement[bool]],
+    match: list[ColumnElement[bool]],
+    on_sale: _OnSale | None,
+    *,
+    wanted: ColumnElement[int] | None,
+    walk_rows: ColumnElement[int],
+) -> CompoundSelect[Any]:
+    """The first `wanted` matching events in (starts_at, id) order (every match when `wanted`
+    is None), found whichever way is cheap for this query, decided in the statement:
+
+    1. the walk: the `walk_rows` first events in start order (an index on starts_at, with the
+       filters), the text tested on each. Enough when the words are common: it found `wanted`
+       matches, or it read every event the filters allow;
+    2. the near matches: the text index (GIN) ANDed with a range of starts_at long enough to
+       hold `wanted` matches at the density the walk saw (4x over), then sorted by start;
+    3. every match (GIN), sorted by start: the walk saw fewer than NEAR_FROM (so they are
+       few), or the range was not enough.
+
+    All give the same events; only the cost differs. The planner cannot choose between them
+    itself: the tsquery is computed in the statement, so it cannot know how many events match.
+    Heap visits, the cost that grows, stay near `wanted` (1, 2) or the number of matches,
+    which the walk has shown to be small (3)."""
+    columns = [*_PAGE_COLUMNS, *_TEXT_COLUMNS]
+    walk = (
+        _from(columns, None, on_sale)
+        .where(and_(*conditions))
+        .order_by(EVENTS.c.starts_at, EVENTS.c.id)
+        .limit(walk_rows)
+        .cte(f"{name}_walk")
+    )
+    adapt = ClauseAdapter(walk).traverse
+    tested = (
+        select(walk)
+        .join(query, true())
+        .where(and_(*[adapt(m) for m in match]))
+        .order_by(walk.c.starts_at, walk.c.id)
+    )
+    if wanted is not None:
+        tested = tested.limit(wanted)
+    found = tested.cte(f"{name}_found")
+    walked = select(func.count()).select_from(walk).scalar_subquery()
+    complete: ColumnElement[bool] = walked < walk_rows
+    indexed = _from(columns, query, on_sale).where(and_(*conditions, *match))
+    if wanted is None:
+        return union_all(select(found).where(complete), indexed.where(~complete))
+
+    found_count = select(func.count()).select_from(found).scalar_subquery()
+    complete = or_(complete, found_count >= wanted)
+    # Where `wanted` matches should lie: the walk's span of starts, stretched by how many
+    # more matches are wanted than it found (none found: no range, step 3).
+    first, last = func.min(walk.c.starts_at), func.max(walk.c.starts_at)
+    stretch = _float8(STRETCH) * wanted / func.nullif(found_count, 0)
+    span = (
+        select(
+            func.to_timestamp(
+                func.date_part("epoch", first, type_=Float)
+                + func.date_part("epoch", last - first, type_=Float) * stretch,
+                type_=DateTime(timezone=True),
+            )
+        )
+        .select_from(walk)
+        .scalar_subquery()
+    )
+    by_start = [_fenced(EVENTS.c.starts_at), EVENTS.c.id]
+    near = (indexed.where(EVENTS.c.starts_at < span).order_by(*by_start).limit(wanted)).cte(
+        f"{name}_near"
+    )
+    near_enough = select(func.count()).select_from(near).scalar_subquery() >= wanted
+    # CASE, not AND: each step is looked at only when the previous one was not enough (and
+    # the near matches not at all when the walk found too few matches to extrapolate from).
+    return union_all(
+        select(found).where(complete),
+        select(near).where(
+            case((complete, false()), (found_count < NEAR_FROM, false()), else_=near_enough)
+        ),
+        indexed.order_by(*by_start)
+        .limit(wanted)
+        .where(case((complete, false()), (found_count < NEAR_FROM, true()), else_=~near_enough)),
+    )
+
+
+def _date_page(
+    shape: _Shape,
+    mode: MatchMode,
+    query: CTE,
+    conditions: list[ColumnElement[bool]],
+    on_sale: _OnSale | None,
+    *,
+    page_limit: ColumnElement[int],
+) -> Select[Any]:
+    """A text query by date: the next matches after the cursor, in start order."""
+    if shape.after:
+        key = [EVENTS.c.starts_at, EVENTS.c.id]
+        # The row comparison, and the bound on starts_at alone that an index scan can use.
+        conditions = [
+            *conditions,
+            _after(SearchSort.date, key),
+            EVENTS.c.starts_at >= bindparam("after_0", type_=_NOW.type),
+        ]
+    page = _date_ordered_matches(
+        f"{mode.value}_by_date",
+        query,
+        conditions,
+        _match(shape, mode, query),
+        on_sale,
+        wanted=page_limit,
+        walk_rows=literal_column(str(WALK_PER_ROW), Integer) * page_limit,
+    ).subquery(f"{mode.value}_by_date")
+    return select(
+        *[page.c[c.name] for c in _PAGE_COLUMNS],
+        _mode(mode),
+        page.c.starts_at.label("key_starts_at"),
+        page.c.id.label("key_id"),
+    )
+
+
+def _ranked_page(
+    shape: _Shape,
+    mode: MatchMode,
+    query: CTE,
+    conditions: list[ColumnElement[bool]],
+    on_sale: _OnSale | None,
+    *,
+    page_limit: ColumnElement[int],
+) -> Select[Any]:
+    """A text query by relevance: the RANK_WINDOW soonest matches, ranked.
+
+    A first page finds the window and reports where it ends (`window_size`, and the start and
+    id of its last event); later pages rank the matches up to that end, so events added
+    meanwhile slot in before or after the cursor, and none is shown twice or skipped."""
+    if shape.window:
+        end = [
+            bindparam("window_starts_at", type_=_NOW.type),
+            bindparam("window_id", type_=EVENTS.c.id.type),
+        ]
+        # The row comparison, and the bound on starts_at alone that an index scan can use.
+        conditions = [
+            *conditions,
+            tuple_(EVENTS.c.starts_at, EVENTS.c.id) <= tuple_(*end),
+            EVENTS.c.starts_at <= end[0],
+        ]
+    wanted = None if shape.after else literal_column(str(_rank_window(mode)), Integer)
+    name = f"{mode.value}_candidates"
+    candidates = _date_ordered_matches(
+        name,
+        query,
+        conditions,
+        _match(shape, mode, query),
+        on_sale,
+        wanted=wanted,
+        walk_rows=literal_column(
+            str(FUZZY_WALK_ROWS if mode is MatchMode.fuzzy else WALK_ROWS), Integer
+        ),
+    ).cte(name)
+    adapt = ClauseAdapter(candidates).traverse
+    key = [adapt(_relevance(mode, query)).label("key_rank"), candidates.c.id.label("key_id")]
+    columns: list[Any] = [*[candidates.c[c.name] for c in _PAGE_COLUMNS], _mode(mode), *key]
+    if not shape.after:
+        last = (
+            select(candidates)
+            .order_by(candidates.c.starts_at.desc(), candidates.c.id.desc())
+            .limit(1)
+            .subquery()
+        )
+        columns += [
+            select(func.count()).select_from(candidates).scalar_subquery().label("window_size"),
+            select(last.c.starts_at).scalar_subquery().label("window_starts_at"),
+            select(last.c.id).scalar_subquery().label("window_id"),
+        ]
+    stmt = select(*columns).select_from(candidates).join(query, true())
+    if shape.after:
+        stmt = stmt.where(_after(SearchSort.relevance, key))
+    return stmt.order_by(*_order(SearchSort.relevance, key)).limit(page_limit)
+
+
+def _rank_window(mode: MatchMode) -> int:
+    return FUZZY_RANK_WINDOW if mode is MatchMode.fuzzy else RANK_WINDOW
+
+
+def _fenced(starts_at: ColumnElement[datetime]) -> ColumnElement[datetime]:
+    """A fence: ordering by an expression, not the column, keeps the planner from walking
+    ix_events_status_starts_at and testing the text match row by row (the walk above does
+    that, bounded). Driven by the GIN index instead, the cost is bounded by the number of
+    matches."""
+    return type_coerce(starts_at + literal_column("interval '0'"), starts_at.type)
+
+
 def _key(
-    sort: SearchSort, mode: MatchMode, query: CTE | None, price: ColumnElement[int] | None
+    sort: SearchSort, mode: MatchMode, query: CTE | None, on_sale: FromClause | None
 ) -> list[ColumnElement[Any]]:
     """The sort key, labelled as the columns the outer query and the cursor use."""
-    if sort is SearchSort.date:
-        starts_at: ColumnElement[datetime] = EVENTS.c.starts_at
-        if mode is not MatchMode.everything:
-            # A fence: ordering by an expression, not the column, keeps the planner from
-            # walking ix_events_status_starts_at and testing the text match row by row. It
-            # cannot know how many events a query matches (the tsquery is computed in the
-            # statement), and when few do, that walk reads the whole table. Driven by the GIN
-            # index instead, the cost is bounded by the number of matches.
-            starts_at = type_coerce(
-                EVENTS.c.starts_at + literal_column("interval '0'"), EVENTS.c.starts_at.type
-            )
-        return [starts_at.label("key_starts_at"), EVENTS.c.id.label("key_id")]
+    if sort is SearchSort.date:  # without text (with text: _date_page)
+        return [EVENTS.c.starts_at.label("key_starts_at"), EVENTS.c.id.label("key_id")]
     if sort is SearchSort.price:
-        assert price is not None
+        # The columns of ix_event_sale_prices_price_starts_at_event_id, in its order: without
+        # a text query the page is a walk of that index that stops at the LIMIT.
+        assert on_sale is not None
         return [
-            func.coalesce(price, literal_column(str(NO_PRICE)), type_=Integer).label("key_price"),
-            EVENTS.c.starts_at.label("key_starts_at"),
-            EVENTS.c.id.label("key_id"),
+            on_sale.c.price.label("key_price"),
+            on_sale.c.starts_at.label("key_starts_at"),
+            on_sale.c.event_id.label("key_id"),
         ]
     return [_relevance(mode, query).label("key_rank"), EVENTS.c.id.label("key_id")]
 

@@ -16,7 +16,8 @@ from tiketi.search.service import SearchService
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-def get_search_service(session: SessionDep) -> SearchService:
+async def get_search_service(session: SessionDep) -> SearchService:
+    # async: a plain `def` dependency runs in FastAPI's threadpool on every request.
     return SearchService(session)
 
 
@@ -30,11 +31,11 @@ async def search_events(
     """Search published events that have not ended.
 
     With `q`: full text over title, tags, category, venue, city and description, ranked by
-    relevance (title first, exact phrases before scattered words, a small boost for events
-    starting soon); when it finds almost nothing, similar-looking titles, venues and cities
-    match too ("nairobbi jaz festval"). Filters combine with AND. Prices are compared with the
-    cheapest ticket on sale. Pages follow `next_cursor`, which only works with the same
-    parameters.
+    relevance among the 100 soonest matches (title first, exact phrases before scattered
+    words, a small boost for events starting soon); when it finds almost nothing,
+    similar-looking titles, venues and cities match too ("nairobbi jaz festval"). Filters
+    combine with AND. Prices are compared with the cheapest ticket on sale. Pages follow
+    `next_cursor`, which only works with the same parameters.
     """
     items, next_cursor = await search.search(params)
     return Page(items=items, next_cursor=next_cursor)

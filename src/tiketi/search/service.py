@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from tiketi.events.schemas import EventSummary
 from tiketi.events.service import summary_view, utcnow
+from tiketi.search.models import NO_PRICE
 from tiketi.search.repository import (
     KEY_COLUMNS,
-    NO_PRICE,
     MatchMode,
     SearchFilters,
     SearchRepository,
@@ -26,14 +26,15 @@ from tiketi.search.repository import (
 )
 from tiketi.search.schemas import SearchParams, SearchSort, day_start
 
-CURSOR_VERSION = "s1"
+CURSOR_VERSION = "s2"
 # A word of the trigram fallback needs three letters (shorter ones resemble too much) and a
 # query at most six such words (each is one more trigram index condition).
 MIN_FUZZY_LETTERS = 3
 MAX_FUZZY_WORDS = 6
 
 _KEY_TYPES: dict[SearchSort, tuple[type, ...]] = {
-    SearchSort.relevance: (float, uuid.UUID),
+    # rank, id, then where the ranked window of matches ends (start, id; both null: nowhere)
+    SearchSort.relevance: (float, uuid.UUID, datetime, uuid.UUID),
     SearchSort.date: (datetime, uuid.UUID),
     SearchSort.price: (int, datetime, uuid.UUID),
 }
@@ -86,9 +87,10 @@ class SearchService:
         """Published events that have not ended, matching the query and every filter.
 
         Sorted by relevance when there is a query (date otherwise, and `relevance` without a
-        query also means date). The cursor carries the match mode and the moment of the first
-        page, so later pages rank, price and match exactly as the first did: each event shows
-        up once across pages while events are added.
+        query also means date); relevance ranks the soonest matches (RANK_WINDOW of them). The
+        cursor carries the match mode, the moment of the first page and, for relevance, where
+        that window ends, so later pages rank, price and match exactly as the first did: each
+        event shows up once across pages while events are added.
         """
         text_query = search_text(params.q) if params.q else None
         sort = params.sort or (SearchSort.relevance if text_query else SearchSort.date)
@@ -107,9 +109,9 @@ class SearchService:
         fingerprint = _fingerprint(text_query, filters, sort)
 
         now = utcnow()
-        as_of, mode, after = now, None, None
+        as_of, mode, after, window_end = now, None, None, None
         if params.cursor is not None:
-            as_of, mode, after = _read_cursor(
+            as_of, mode, after, window_end = _read_cursor(
                 params.cursor, sort=sort, fingerprint=fingerprint, text_query=text_query
             )
         page = await self.repository.search(
@@ -118,6 +120,7 @@ class SearchService:
             sort=sort,
             mode=mode,
             after=after,
+            window_end=window_end,
             now=now,
             as_of=as_of,
             limit=params.limit,
@@ -126,6 +129,10 @@ class SearchService:
         if page.has_more:
             last = page.rows[-1]
             key = [getattr(last, name) for name in KEY_COLUMNS[sort]]
+            if sort is SearchSort.relevance:
+                # The window of matches the first page ranked, carried by every later page.
+                window_end = window_end if after is not None else page.window_end
+                key += list(window_end or (None, None))
             next_cursor = encode_cursor([CURSOR_VERSION, fingerprint, page.mode.value, as_of, *key])
         return [summary_view(row) for row in page.rows], next_cursor
 
@@ -142,11 +149,19 @@ def _fingerprint(text_query: SearchText | None, filters: SearchFilters, sort: Se
 
 def _read_cursor(
     cursor: str, *, sort: SearchSort, fingerprint: str, text_query: SearchText | None
-) -> tuple[datetime, MatchMode, Sequence[Any]]:
-    """The cursor's moment, match mode and sort key, after checking that this search issued
-    it and that every value can be bound as it will be (a forged cursor is a 422)."""
+) -> tuple[datetime, MatchMode, Sequence[Any], tuple[datetime, uuid.UUID] | None]:
+    """The cursor's moment, match mode, sort key and (relevance) the end of the ranked window,
+    after checking that this search issued it and that every value can be bound as it will be
+    (a forged cursor is a 422)."""
     malformed = "The cursor is malformed; use next_cursor from a previous page"
     values = decode_cursor(cursor, types=(str, str, str, datetime, *_KEY_TYPES[sort]))
+    window_end: tuple[datetime, uuid.UUID] | None = None
+    if sort is SearchSort.relevance:
+        *values, window_starts_at, window_id = values
+        if (window_starts_at is None) is not (window_id is None):
+            raise InvalidCursor(malformed)
+        if window_starts_at is not None:
+            window_end = (window_starts_at, window_id)
     if any(value is None for value in values):
         raise InvalidCursor(malformed)
     version, issued_for, raw_mode, as_of, *key = values
@@ -165,7 +180,7 @@ def _read_cursor(
     )
     if mode not in possible or not all(_bindable(part) for part in key):
         raise InvalidCursor(malformed)
-    return as_of, mode, key
+    return as_of, mode, key, window_end
 
 
 def _bindable(value: Any) -> bool:
