@@ -17,7 +17,7 @@ from tests.factories import (
     tiers_of,
 )
 from tiketi.events.models import Event
-from tiketi.orders.service import OrderService
+from tiketi.tickets.service import fulfil_paid_order
 from tiketi.users.models import Role
 
 
@@ -221,7 +221,8 @@ async def test_late_success_retakes_capacity_or_refuses(
         assert await expire_stale_holds(s) == 1
     # Capacity remains: the late payment is honoured.
     async with app.state.sessionmaker() as s, s.begin():
-        assert await OrderService(s, app.state.settings).issue_after_lapse(uuid.UUID(late["id"]))
+        lapsed = await fulfil_paid_order(await s.connection(), uuid.UUID(late["id"]))
+        assert lapsed.issued
     assert await counters(app, tier.id) == (2, 2, 0)
     # Now sold out: another lapsed order cannot be honoured (refund, never oversell).
     await session.execute(
@@ -241,9 +242,8 @@ async def test_late_success_retakes_capacity_or_refuses(
     )
     await session.commit()
     async with app.state.sessionmaker() as s, s.begin():
-        assert not await OrderService(s, app.state.settings).issue_after_lapse(
-            uuid.UUID(second["id"])
-        )
+        gone = await fulfil_paid_order(await s.connection(), uuid.UUID(second["id"]))
+        assert (gone.issued, gone.order_status) == (False, "expired")
     assert await counters(app, tier.id) == (2, 2, 0)
     assert (await client.get(f"/orders/{second['id']}", headers=bob.headers)).json()[
         "status"

@@ -253,7 +253,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
-def _sqlstate(exc: BaseException) -> str | None:
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE behind a database error, wherever the driver and SQLAlchemy put it."""
     for candidate in (
         exc,
         getattr(exc, "orig", None),
@@ -271,7 +272,7 @@ def _is_connection_failure(exc: Exception) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    code = _sqlstate(exc)
+    code = sqlstate(exc)
     if code is not None and code.startswith(_UNAVAILABLE_SQLSTATES):
         return True
     return isinstance(exc, OperationalError)
@@ -292,7 +293,7 @@ _UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_connection_failure(exc):
         return await _database_unavailable(request, exc)
-    if _sqlstate(exc) in _UNSTORABLE_TEXT_SQLSTATES:
+    if sqlstate(exc) in _UNSTORABLE_TEXT_SQLSTATES:
         return problem_response(
             request,
             422,

@@ -7,38 +7,38 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select, text, update
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tiketi.core.errors import sqlstate
 from tiketi.core.repository import AnyRow, keyset_page
-from tiketi.events.models import Event, EventStatus, TicketType
+from tiketi.events.models import Event, TicketType
 from tiketi.orders.models import Order, OrderItem, OrderStatus
-from tiketi.users.models import User
 
-_ON_SALE_NOW = and_(
-    or_(TicketType.sales_start.is_(None), TicketType.sales_start <= func.now()),
-    or_(TicketType.sales_end.is_(None), TicketType.sales_end > func.now()),
-    exists().where(
-        Event.id == TicketType.event_id,
-        Event.status == EventStatus.published.value,
-        Event.starts_at > func.now(),
-    ),
+# The SQLSTATEs `tiketi_place_order` (migration 0009) refuses with; DETAIL carries the figure.
+_REFUSALS = {
+    "TK001": "pending_orders",
+    "TK002": "tickets_per_event",
+    "TK003": "sold_out",
+    "TK004": "not_on_sale",
+}
+
+_PLACE_ORDER = text(
+    "SELECT * FROM tiketi_place_order(:order_id, :buyer_id, :event_id, :total,"
+    " CAST(:ttl AS interval), CAST(:type_ids AS uuid[]), CAST(:names AS text[]),"
+    " CAST(:quantities AS integer[]), CAST(:prices AS integer[]), :max_pending, :max_tickets)"
 )
 
-_INSERT_ORDER = text(
-    "WITH new_order AS ("
-    " INSERT INTO orders (id, buyer_id, event_id, total, status, expires_at)"
-    " VALUES (:id, :buyer_id, :event_id, :total, 'pending', now() + CAST(:ttl AS interval))"
-    " RETURNING *"
-    "), new_items AS ("
-    " INSERT INTO order_items (order_id, ticket_type_id, name, quantity, unit_price)"
-    " SELECT new_order.id, line.type_id, line.name, line.quantity, line.unit_price"
-    " FROM new_order, unnest(CAST(:type_ids AS uuid[]), CAST(:names AS text[]),"
-    " CAST(:quantities AS integer[]), CAST(:prices AS integer[]))"
-    " AS line(type_id, name, quantity, unit_price)"
-    ")"
-    " SELECT * FROM new_order"
-)
+
+class PlacementRefused(Exception):
+    """The database refused the order: `reason` is one of `_REFUSALS`' values, `detail` the
+    figure (orders or tickets the buyer already has) or the tier id concerned."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class OrderRepository:
@@ -46,25 +46,6 @@ class OrderRepository:
         self.session = session
 
     # -- holding ---------------------------------------------------------------------------
-
-    async def lock_buyer(self, user_id: uuid.UUID) -> None:
-        """Serialises one buyer's purchases so the anti-hoarding caps cannot be raced."""
-        await self.session.execute(
-            select(User.id).where(User.id == user_id).with_for_update(key_share=True)
-        )
-
-    async def buyer_exposure(self, user_id: uuid.UUID, event_id: uuid.UUID) -> tuple[int, int]:
-        """(pending orders of the buyer, tickets they hold in pending orders for this event)."""
-        pending = and_(Order.buyer_id == user_id, Order.status == OrderStatus.pending.value)
-        orders = select(func.count()).select_from(Order).where(pending).scalar_subquery()
-        tickets = (
-            select(func.coalesce(func.sum(OrderItem.quantity), 0))
-            .join(Order, Order.id == OrderItem.order_id)
-            .where(pending, Order.event_id == event_id)
-            .scalar_subquery()
-        )
-        row = (await self.session.execute(select(orders, tickets))).one()
-        return int(row[0]), int(row[1])
 
     async def tiers_for_hold(
         self, event_id: uuid.UUID, type_ids: Sequence[uuid.UUID]
@@ -97,7 +78,7 @@ class OrderRepository:
             return None, {}
         return rows[0], {r.id: r for r in rows if r.id is not None}
 
-    async def insert_order(
+    async def place(
         self,
         *,
         buyer_id: uuid.UUID,
@@ -105,81 +86,39 @@ class OrderRepository:
         total: int,
         ttl: timedelta,
         lines: Sequence[tuple[uuid.UUID, str, int, int]],
+        max_pending: int,
+        max_tickets: int,
     ) -> AnyRow:
-        """The new pending order's row (id, created_at, expires_at...), inserted with its
-        items in one statement."""
-        result = await self.session.execute(
-            _INSERT_ORDER,
-            {
-                "id": uuid.uuid4(),
-                "buyer_id": buyer_id,
-                "event_id": event_id,
-                "total": total,
-                "ttl": ttl,
-                "type_ids": [type_id for type_id, _, _, _ in lines],
-                "names": [name for _, name, _, _ in lines],
-                "quantities": [quantity for _, _, quantity, _ in lines],
-                "prices": [price for _, _, _, price in lines],
-            },
-        )
+        """The new pending order's row, with its items and holds, in one statement
+        (`tiketi_place_order`): the buyer's caps checked under their row lock, then one
+        conditional UPDATE per tier, in id order. Raises `PlacementRefused`; a refusal leaves
+        nothing behind."""
+        try:
+            result = await self.session.execute(
+                _PLACE_ORDER,
+                {
+                    "order_id": uuid.uuid4(),
+                    "buyer_id": buyer_id,
+                    "event_id": event_id,
+                    "total": total,
+                    "ttl": ttl,
+                    "type_ids": [type_id for type_id, _, _, _ in lines],
+                    "names": [name for _, name, _, _ in lines],
+                    "quantities": [quantity for _, _, quantity, _ in lines],
+                    "prices": [price for _, _, _, price in lines],
+                    "max_pending": max_pending,
+                    "max_tickets": max_tickets,
+                },
+            )
+        except DBAPIError as error:
+            reason = _REFUSALS.get(sqlstate(error) or "")
+            if reason is None:
+                raise
+            cause = getattr(error.orig, "__cause__", None)
+            raise PlacementRefused(reason, str(getattr(cause, "detail", "") or "")) from None
         return result.one()
 
-    async def hold(self, type_id: uuid.UUID, quantity: int) -> bool:
-        """One atomic conditional UPDATE: no read-then-write race can oversell."""
-        result = await self.session.execute(
-            update(TicketType)
-            .where(
-                TicketType.id == type_id,
-                TicketType.sold + TicketType.held + quantity <= TicketType.quantity,
-                _ON_SALE_NOW,
-            )
-            .values(held=TicketType.held + quantity)
-            .returning(TicketType.id)
-        )
-        return result.first() is not None
-
-    async def is_on_sale(self, type_id: uuid.UUID) -> bool:
-        result: Any = await self.session.execute(
-            select(literal_column("1")).where(TicketType.id == type_id, _ON_SALE_NOW)
-        )
-        return result.first() is not None
-
     # -- settling --------------------------------------------------------------------------
-
-    async def mark_paid(self, order_id: uuid.UUID, *, from_statuses: Sequence[str]) -> bool:
-        result = await self.session.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.status.in_(list(from_statuses)))
-            .values(status=OrderStatus.paid.value, paid_at=func.now())
-            .returning(Order.id)
-        )
-        return result.first() is not None
-
-    async def convert_holds_to_sales(self, order_id: uuid.UUID) -> None:
-        """held -= q, sold += q for every line of the order (its hold becomes a sale)."""
-        await self.session.execute(
-            text(
-                "UPDATE ticket_types t SET held = t.held - i.quantity, sold = t.sold + i.quantity"
-                " FROM order_items i WHERE i.order_id = :order_id AND t.id = i.ticket_type_id"
-            ),
-            {"order_id": order_id},
-        )
-
-    async def retake_as_sales(self, order_id: uuid.UUID) -> bool:
-        """For an order whose hold lapsed: sell its lines again only if capacity remains."""
-        result: Any = await self.session.execute(
-            text(
-                "UPDATE ticket_types t SET sold = t.sold + i.quantity"
-                " FROM order_items i WHERE i.order_id = :order_id AND t.id = i.ticket_type_id"
-                " AND t.sold + t.held + i.quantity <= t.quantity RETURNING t.id"
-            ),
-            {"order_id": order_id},
-        )
-        retaken = len(result.all())
-        lines = await self.session.execute(
-            select(func.count()).select_from(OrderItem).where(OrderItem.order_id == order_id)
-        )
-        return retaken == int(lines.scalar_one())
 
     async def close_pending(self, order_id: uuid.UUID, status: OrderStatus) -> bool:
         """pending → expired/cancelled, once: only the transition that happens releases."""

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from tiketi.auth.dependencies import CurrentUser
 from tiketi.core.errors import problem_responses
-from tiketi.core.idempotency import IdempotencyKeyHeader, run_idempotent
+from tiketi.core.idempotency import run_idempotent
 from tiketi.core.pagination import CursorQuery, LimitQuery, Page
-from tiketi.orders.dependencies import OrderServiceDep
+from tiketi.orders.dependencies import OrderServiceDep, PlacementKey
 from tiketi.orders.schemas import OrderCreate, OrderRead
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -23,9 +23,9 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 )
 async def place_order(
     body: OrderCreate,
+    idempotency_key: PlacementKey,
     user: CurrentUser,
     orders: OrderServiceDep,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Hold tickets until `expires_at` (pay with POST /payments/mpesa); free orders come
     back paid, with their tickets."""
@@ -36,7 +36,7 @@ async def place_order(
         scope="POST /orders",
         request=body,
         status=201,
-        work=lambda: orders.place(user, body),
+        work=lambda: orders.place(user, body, own_transaction=idempotency_key is None),
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(payload, status_code=status, headers=headers)

@@ -22,11 +22,11 @@ from tiketi.orders.exceptions import (
     SoldOut,
 )
 from tiketi.orders.models import OrderStatus
-from tiketi.orders.repository import OrderRepository
+from tiketi.orders.repository import OrderRepository, PlacementRefused
 from tiketi.orders.schemas import OrderCreate, OrderItemRead, OrderRead
 from tiketi.orders.sold_out import SoldOutTiers
 from tiketi.tickets.repository import TicketRepository
-from tiketi.tickets.service import ticket_view
+from tiketi.tickets.service import fulfil_paid_order, ticket_view
 from tiketi.users.models import User
 
 
@@ -58,12 +58,16 @@ class OrderService:
         self.orders = OrderRepository(session)
         self.tickets = TicketRepository(session)
 
-    async def place(self, buyer: User, data: OrderCreate) -> OrderRead:
+    async def place(
+        self, buyer: User, data: OrderCreate, *, own_transaction: bool = False
+    ) -> OrderRead:
         """Hold tickets for `buyer`: every line or none, never beyond capacity.
 
-        Validation and the sold-out fast path read without locks; the conditional UPDATEs
-        that take the holds run last, sorted by tier id (no deadlocks between multi-line
-        orders), so the hot rows stay locked for the shortest time.
+        Validation and the sold-out fast path read without locks; the write (caps, order,
+        items, one conditional UPDATE per tier in id order) is one statement. With
+        `own_transaction` the session is in autocommit (`get_placement_key`) and that
+        statement commits on the server the moment it ends: the hot ticket row is not kept
+        locked while this process gets round to sending COMMIT.
         """
         if self.sold_out is not None:
             requested = [(line.ticket_type_id, line.quantity) for line in data.items]
@@ -103,20 +107,23 @@ class OrderService:
                 raise self._sold_out(tier.name, tier.available)
             lines.append((tier.id, tier.name, line.quantity, tier.price))
 
-        await self._enforce_caps(buyer, data.event_id, sum(q for _, _, q, _ in lines))
         total = sum(q * price for _, _, q, price in lines)
-        order = await self.orders.insert_order(
-            buyer_id=buyer.id,
-            event_id=data.event_id,
-            total=total,
-            lines=lines,
-            ttl=timedelta(seconds=self.settings.hold_ttl_seconds),
-        )
-        for type_id, name, quantity, _ in sorted(lines, key=lambda line: line[0]):
-            if not await self.orders.hold(type_id, quantity):
-                if not await self.orders.is_on_sale(type_id):
-                    raise NotOnSale(f"{name} tickets are not on sale now")
-                raise self._sold_out(name, None)
+        if own_transaction and total == 0:
+            # A free order is paid in the same transaction as its hold: leave autocommit.
+            await self.session.commit()
+            await self.session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        try:
+            order = await self.orders.place(
+                buyer_id=buyer.id,
+                event_id=data.event_id,
+                total=total,
+                lines=lines,
+                ttl=timedelta(seconds=self.settings.hold_ttl_seconds),
+                max_pending=self.settings.max_pending_orders_per_user,
+                max_tickets=self.settings.max_tickets_per_event_per_user,
+            )
+        except PlacementRefused as refusal:
+            raise self._refusal(refusal, lines) from None
         if total == 0:
             await self.issue_tickets(order.id)
             return await self._read(order.id)
@@ -144,47 +151,36 @@ class OrderService:
             extra={"ticket_type": name, "available": available},
         )
 
-    async def _enforce_caps(self, buyer: User, event_id: uuid.UUID, quantity: int) -> None:
-        """Anti-hoarding: a cap on pending orders, and on tickets held per event."""
-        await self.orders.lock_buyer(buyer.id)
-        pending, held = await self.orders.buyer_exposure(buyer.id, event_id)
-        if pending >= self.settings.max_pending_orders_per_user:
-            raise LimitExceeded(
-                f"You already have {pending} unpaid orders; pay or cancel one first"
+    def _refusal(
+        self, refusal: PlacementRefused, lines: list[tuple[uuid.UUID, str, int, int]]
+    ) -> LimitExceeded | SoldOut | NotOnSale:
+        """The API's answer to what `tiketi_place_order` refused (anti-hoarding caps first)."""
+        if refusal.reason == "pending_orders":
+            return LimitExceeded(
+                f"You already have {refusal.detail} unpaid orders; pay or cancel one first"
             )
-        cap = self.settings.max_tickets_per_event_per_user
-        if held + quantity > cap:
-            raise LimitExceeded(
-                f"At most {cap} tickets per person may be held for one event (you hold {held})"
+        if refusal.reason == "tickets_per_event":
+            cap = self.settings.max_tickets_per_event_per_user
+            return LimitExceeded(
+                f"At most {cap} tickets per person may be held for one event"
+                f" (you hold {refusal.detail})"
             )
+        name = next((n for t, n, _, _ in lines if str(t) == refusal.detail), "This tier")
+        if refusal.reason == "not_on_sale":
+            return NotOnSale(f"{name} tickets are not on sale now")
+        return self._sold_out(name, None)
 
     async def issue_tickets(self, order_id: uuid.UUID) -> bool:
         """Settle a pending order: paid, holds become sales, one ticket per admission.
 
-        Runs in the caller's transaction. Idempotent: an order that is no longer pending
+        Runs in the caller's transaction (the payment callback's path does the same through
+        `tickets.service.fulfil_paid_order`). Idempotent: an order that is no longer pending
         (already paid, say) issues nothing and returns False.
         """
-        if not await self.orders.mark_paid(order_id, from_statuses=[OrderStatus.pending.value]):
-            return False
-        await self.orders.convert_holds_to_sales(order_id)
-        await self.tickets.issue_for_order(order_id)
-        return True
-
-    async def issue_after_lapse(self, order_id: uuid.UUID) -> bool:
-        """A payment for an order whose hold expired: sell again only if capacity remains.
-
-        All lines or none (a savepoint); False means the money needs a refund, never an
-        oversold ticket.
-        """
-        async with self.session.begin_nested() as savepoint:
-            if not await self.orders.mark_paid(order_id, from_statuses=[OrderStatus.expired.value]):
-                await savepoint.rollback()
-                return False
-            if not await self.orders.retake_as_sales(order_id):
-                await savepoint.rollback()
-                return False
-            await self.tickets.issue_for_order(order_id)
-        return True
+        fulfilment = await fulfil_paid_order(
+            await self.session.connection(), order_id, only_pending=True
+        )
+        return fulfilment.issued
 
     async def cancel(self, order_id: uuid.UUID, actor: User) -> OrderRead:
         """A pending order can be cancelled by its buyer (or an admin); the hold is released."""

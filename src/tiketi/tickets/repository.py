@@ -8,12 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tiketi.core.repository import AnyRow, AnySelect, keyset_page
 from tiketi.events.models import TicketType
-from tiketi.orders.models import Order, OrderItem
 from tiketi.tickets.models import Ticket, TicketStatus
 from tiketi.users.models import User
 
@@ -49,28 +47,6 @@ def ticket_select() -> AnySelect:
 class TicketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def issue_for_order(self, order_id: uuid.UUID) -> int:
-        """One ticket per admission of every line of the order."""
-        lines = await self.session.execute(
-            select(OrderItem.ticket_type_id, OrderItem.quantity, Order.event_id, Order.buyer_id)
-            .join(Order, Order.id == OrderItem.order_id)
-            .where(OrderItem.order_id == order_id)
-        )
-        rows = [
-            {
-                "order_id": order_id,
-                "ticket_type_id": line.ticket_type_id,
-                "event_id": line.event_id,
-                "holder_id": line.buyer_id,
-                "code": new_ticket_code(),
-            }
-            for line in lines
-            for _ in range(line.quantity)
-        ]
-        if rows:
-            await self.session.execute(insert(Ticket), rows)
-        return len(rows)
 
     async def of_orders(self, order_ids: Sequence[uuid.UUID]) -> Sequence[AnyRow]:
         result = await self.session.execute(
@@ -204,9 +180,8 @@ class PaidOrder:
 
 class IssuanceRepository:
     """Settling an order and issuing its tickets with the fewest round trips, on a Core
-    connection inside the caller's transaction (the M-Pesa callback's hot path). Same rules
-    as `OrderRepository.mark_paid` + `convert_holds_to_sales` / `retake_as_sales` +
-    `TicketRepository.issue_for_order`, in two or three statements instead of five."""
+    connection inside the caller's transaction (free orders, and the M-Pesa callback's hot
+    path), in two or three statements."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn

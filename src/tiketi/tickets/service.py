@@ -121,14 +121,17 @@ class Fulfilment:
     order_status: str
 
 
-async def fulfil_paid_order(conn: AsyncConnection, order_id: uuid.UUID) -> Fulfilment:
+async def fulfil_paid_order(
+    conn: AsyncConnection, order_id: uuid.UUID, *, only_pending: bool = False
+) -> Fulfilment:
     """Money arrived for `order_id`: settle it and issue one ticket per admission, in the
     caller's transaction, on a Core connection (the payment callback's fast path).
 
     A pending order is paid and its hold becomes a sale. An order whose hold already expired
     is sold again only if capacity remains, all lines or none (a savepoint) — never oversold.
     Any other order (paid, cancelled, ...) issues nothing. Idempotent: only the transition
-    from pending/expired issues, under the order's row lock.
+    from pending/expired issues, under the order's row lock. `only_pending`: an expired order
+    issues nothing either (free orders, paid in the transaction that holds them).
     """
     issuance = IssuanceRepository(conn)
     order = await issuance.mark_paid(order_id, from_status=OrderStatus.pending.value)
@@ -136,7 +139,7 @@ async def fulfil_paid_order(conn: AsyncConnection, order_id: uuid.UUID) -> Fulfi
         await issuance.sell_held_and_issue(order)
         return Fulfilment(issued=True, order_status=OrderStatus.paid.value)
     status = await issuance.status_for_update(order_id)
-    if status != OrderStatus.expired.value:
+    if status != OrderStatus.expired.value or only_pending:
         return Fulfilment(issued=False, order_status=status or "missing")
     savepoint = await conn.begin_nested()
     try:
