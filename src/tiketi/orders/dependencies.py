@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tiketi.core.database import SessionDep
+from tiketi.core.database import SessionDep, run_in_autocommit
 from tiketi.core.idempotency import IdempotencyKeyHeader
 from tiketi.orders.service import OrderService
 
@@ -26,7 +26,7 @@ async def get_placement_key(
     server (`OrderService.place(own_transaction=True)`). With a key, the placement and the
     stored response share one transaction."""
     if idempotency_key is None:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        await run_in_autocommit(session)
     return idempotency_key
 
 

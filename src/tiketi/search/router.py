@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from tiketi.core.database import SessionDep
+from tiketi.core.database import ReadSessionDep
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
 from tiketi.events.schemas import EventSummary
@@ -16,8 +16,9 @@ from tiketi.search.service import SearchService
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-async def get_search_service(session: SessionDep) -> SearchService:
+async def get_search_service(session: ReadSessionDep) -> SearchService:
     # async: a plain `def` dependency runs in FastAPI's threadpool on every request.
+    # Autocommit: a search only reads, so no BEGIN/COMMIT round trips around its statement.
     return SearchService(session)
 
 
