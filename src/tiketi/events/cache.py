@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tiketi.core.responses import to_json
 from tiketi.core.settings import Settings
 from tiketi.events.schemas import EventRead
 from tiketi.events.service import EventService
@@ -84,7 +85,7 @@ class PublicEventCache:
     async def _encode(self, event_id: uuid.UUID) -> bytes:
         self.loads += 1
         event = await self._load(event_id)
-        return EventRead.__pydantic_serializer__.to_json(event, by_alias=True)
+        return to_json(event)
 
     def _store(self, event_id: uuid.UUID, document: bytes) -> None:
         self._entries.pop(event_id, None)

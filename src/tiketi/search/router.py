@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from tiketi.core.database import ReadSessionDep
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
+from tiketi.core.responses import json_response
 from tiketi.events.schemas import EventSummary
 from tiketi.search.schemas import SearchParams
 from tiketi.search.service import SearchService
@@ -28,7 +29,7 @@ SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 @router.get("", response_model=Page[EventSummary], responses=problem_responses(422))
 async def search_events(
     params: Annotated[SearchParams, Query()], search: SearchServiceDep
-) -> Page[EventSummary]:
+) -> Response:
     """Search published events that have not ended.
 
     With `q`: full text over title, tags, category, venue, city and description, ranked by
@@ -39,4 +40,4 @@ async def search_events(
     `next_cursor`, which only works with the same parameters.
     """
     items, next_cursor = await search.search(params)
-    return Page(items=items, next_cursor=next_cursor)
+    return json_response(Page[EventSummary](items=items, next_cursor=next_cursor))
