@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -103,6 +104,14 @@ def query_shapes(today: datetime) -> list[dict[str, str]]:
     ]
     assert len(shapes) == 50
     return shapes
+
+
+def _migration_texts() -> list[str]:
+    """Every migration's text, not only the ids: a revision edited in place changes the schema."""
+    from tiketi.core.migrations import alembic_config
+
+    versions = alembic_config("postgresql://unused").get_main_option("script_location")
+    return [path.read_text() for path in sorted(Path(str(versions), "versions").glob("*.py"))]
 
 
 async def captured_sql(shapes: list[dict[str, str]]) -> list[CapturedSql]:
@@ -268,7 +277,7 @@ async def _catalogue(ctx: Context, generate_events: Any) -> tuple[str, bool]:
     the template of the scenario's scratch database.
 
     Generating takes a minute, so the catalogue is kept between runs as
-    `tiketi_bench_catalogue_<key>`, the key covering the schema (migration heads), the
+    `tiketi_bench_catalogue_<key>`, the key covering the schema (every migration's text), the
     generator's source, the size and the day (generated dates are relative to now). `--quick`
     reuses a catalogue with the same key; a full run always builds a new one. Catalogues
     with another key are dropped."""
@@ -276,11 +285,10 @@ async def _catalogue(ctx: Context, generate_events: Any) -> tuple[str, bool]:
     import inspect
 
     import tiketi.demo_events
-    from tiketi.core.migrations import head_revisions
 
     source = inspect.getsource(tiketi.demo_events)
     material = "|".join(
-        [*sorted(head_revisions()), source, str(EVENTS), datetime.now(UTC).date().isoformat()]
+        [*_migration_texts(), source, str(EVENTS), datetime.now(UTC).date().isoformat()]
     )
     key = hashlib.sha256(material.encode()).hexdigest()[:12]
     name = f"{SCRATCH_PREFIX}_catalogue_{key}"
