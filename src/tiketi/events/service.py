@@ -92,7 +92,9 @@ def tier_view(tier: Any, *, status: str, starts_at: datetime, now: datetime) -> 
 
 
 def summary_view(row: Row[Any]) -> EventSummary:
-    return EventSummary(
+    # Built without validation: the row comes from our own query with the contract's types
+    # already (uuid, text, timestamptz, integers), and pages of these are the hottest reads.
+    return EventSummary.model_construct(
         id=row.id,
         title=row.title,
         category=row.category,
