@@ -102,9 +102,9 @@ async def test_sigterm_lets_in_flight_requests_finish(
 
 
 async def test_sigterm_exits_zero_and_stops_the_embedded_database(
-    tmp_path: Path, processes: Processes
+    pg_home: Path, processes: Processes
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = pg_home / "data"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update({"TIKETI_ENV": "test", "TIKETI_DATA_DIR": str(data_dir), "JOBS_ENABLED": "false"})
     api = processes.api("embedded", env, extra_args=("--migrate",))
