@@ -87,26 +87,6 @@ def _body_errors(case: Case, document: dict[str, Any]) -> list[Any] | None:
     return list(validator.iter_errors(case.body))
 
 
-def _lax_scalars(failure: Failure, case: Case, response: Response, doc: dict[str, Any]) -> bool:
-    """Input accepted although a scalar in it has the wrong type: pydantic's lax mode coerced
-    it (a number taken as a date-time, 0/1 as a boolean, "2" as an integer...)."""
-    if failure.code != "ST201":
-        return False
-    negated = _negated(case)
-    if negated == {"query"}:
-        return "Incorrect type" in (failure.message or "")
-    if negated != {"body"} or not isinstance(case.body, dict):
-        return False
-    errors = _body_errors(case, doc)
-    if not errors:
-        return False
-    return all(
-        type(error.kind).__name__ in ("Type", "AnyOf")
-        and isinstance(error.instance, (bool, int, float, str))
-        for error in errors
-    )
-
-
 FINDINGS = [
     Finding(
         "search-blank-filter-undocumented",
@@ -120,14 +100,6 @@ FINDINGS = [
         "405 answers list only the methods of the first route on the path (Starlette), e.g. "
         "OPTIONS /users/me says `Allow: GET` although PATCH exists",
         _partial_allow,
-    ),
-    Finding(
-        "lax-input-types",
-        "input is validated in pydantic's lax mode: numbers are accepted as date-times (Unix "
-        "time: POST /events starts_at=0 is 1970-01-01, GET /search?date_to=0.5 too), 0/1 as "
-        "booleans (PATCH /users/{id} is_active=0 deactivates), although the document (and "
-        "api.md: ISO 8601 with offset) says otherwise",
-        _lax_scalars,
     ),
 ]
 

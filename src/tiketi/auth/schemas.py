@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from tiketi.core.schemas import Input
 
 
 class TokenPair(BaseModel):
@@ -12,7 +14,5 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
-class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RefreshRequest(Input):
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]

@@ -7,14 +7,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     HttpUrl,
     StringConstraints,
     model_validator,
 )
+
+from tiketi.core.schemas import Input, IsoDatetime
 
 MAX_PRICE = 1_000_000
 MAX_QUANTITY = 1_000_000
@@ -69,10 +69,6 @@ Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 MaxPerOrder = Annotated[int, Field(ge=1, le=100)]
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class EventCreate(Input):
     title: Title
     description: Description = ""
@@ -83,8 +79,8 @@ class EventCreate(Input):
     address: Address | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: IsoDatetime
+    ends_at: IsoDatetime
     timezone: Timezone = "Africa/Nairobi"
     image_url: ImageUrl | None = None
 
@@ -105,8 +101,8 @@ class EventUpdate(Input):
     address: Address | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: IsoDatetime | None = None
+    ends_at: IsoDatetime | None = None
     timezone: Timezone | None = None
     image_url: ImageUrl | None = None
 
@@ -122,8 +118,8 @@ class TicketTypeCreate(Input):
     description: TierDescription | None = None
     price: Price
     quantity: Quantity
-    sales_start: AwareDatetime | None = None
-    sales_end: AwareDatetime | None = None
+    sales_start: IsoDatetime | None = None
+    sales_end: IsoDatetime | None = None
     max_per_order: MaxPerOrder = 10
     sort_order: int | None = Field(
         default=None, ge=0, le=1000, description="Display order; defaults to after the others"
@@ -141,8 +137,8 @@ class TicketTypeUpdate(Input):
     description: TierDescription | None = None
     price: Price | None = None
     quantity: Quantity | None = None
-    sales_start: AwareDatetime | None = None
-    sales_end: AwareDatetime | None = None
+    sales_start: IsoDatetime | None = None
+    sales_end: IsoDatetime | None = None
     max_per_order: MaxPerOrder | None = None
     sort_order: int | None = Field(default=None, ge=0, le=1000)
 

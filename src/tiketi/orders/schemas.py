@@ -4,24 +4,21 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from tiketi.core.schemas import Input, Uuid
 from tiketi.tickets.schemas import TicketRead
 
 MAX_LINES = 10
 
 
-class OrderLine(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ticket_type_id: uuid.UUID
+class OrderLine(Input):
+    ticket_type_id: Uuid
     quantity: Annotated[int, Field(ge=1, le=100)]
 
 
-class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event_id: uuid.UUID
+class OrderCreate(Input):
+    event_id: Uuid
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
 
     @model_validator(mode="after")

@@ -4,15 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from tiketi.core.phone import normalize_msisdn
+from tiketi.core.schemas import Input, Uuid
 
 
-class PaymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    order_id: uuid.UUID
+class PaymentCreate(Input):
+    order_id: Uuid
     phone_number: Annotated[
         str | None,
         Field(max_length=32, description="M-Pesa number to prompt; defaults to your profile's"),

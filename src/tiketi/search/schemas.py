@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from tiketi.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from tiketi.core.schemas import refuse_numbers
 from tiketi.events.schemas import MAX_PRICE
 
 EAST_AFRICA = ZoneInfo("Africa/Nairobi")
@@ -72,9 +73,9 @@ def _check_tags(tags: list[str] | None) -> list[str] | None:
 
 SearchText = Annotated[str | None, BeforeValidator(_clean_text)]
 DateOrInstant = Annotated[
-    AwareDatetime | date | None,
+    Annotated[AwareDatetime | date | None, Field(union_mode="left_to_right")],
+    BeforeValidator(refuse_numbers),  # "0.5" would otherwise be a Unix time
     Field(
-        union_mode="left_to_right",
         description=(
             "A date (`2026-12-24`, a whole day in East Africa Time) or a date-time with its "
             "offset (`2026-12-24T18:00:00+03:00`); a date-time without offset is refused."

@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from tiketi.core.schemas import Input, Uuid
 
 
 class TicketRead(BaseModel):
@@ -19,10 +21,8 @@ class TicketRead(BaseModel):
     holder_name: str
 
 
-class CheckIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event_id: uuid.UUID
+class CheckIn(Input):
+    event_id: Uuid
     code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 

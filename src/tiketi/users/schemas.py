@@ -4,9 +4,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 from tiketi.core.phone import normalize_msisdn
+from tiketi.core.schemas import Input
 from tiketi.users.models import Role
 
 PASSWORD_MIN = 8
@@ -20,10 +29,6 @@ PhoneNumber = Annotated[
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
 Email = Annotated[EmailStr, Field(max_length=254)]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class UserCreate(Input):
@@ -47,7 +52,7 @@ class PasswordChange(Input):
 
 
 class UserAdminUpdate(Input):
-    role: Role | None = None
+    role: Annotated[Role, Strict(False)] | None = None
     is_active: bool | None = None
 
 
