@@ -41,10 +41,6 @@ def _undecodable_body(failure: Failure, case: Case, response: Response, _: dict[
     )
 
 
-def _partial_allow(failure: Failure, case: Case, response: Response, _: dict[str, Any]) -> bool:
-    return failure.code == "ST205" and response.status_code == 405
-
-
 def _undocumented_401_on_availability(
     failure: Failure, case: Case, response: Response, _: dict[str, Any]
 ) -> bool:
@@ -94,12 +90,6 @@ FINDINGS = [
         "is 200), but the document gives `category` a slug pattern that refuses the empty "
         "string; document it (e.g. allow '' in the pattern) or refuse it",
         _blank_search_filter,
-    ),
-    Finding(
-        "partial-allow-header",
-        "405 answers list only the methods of the first route on the path (Starlette), e.g. "
-        "OPTIONS /users/me says `Allow: GET` although PATCH exists",
-        _partial_allow,
     ),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -197,9 +198,53 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     if status == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}"
-    elif status == 405:
+    headers = getattr(exc, "headers", None)
+    if status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, status, code, detail, headers=getattr(exc, "headers", None))
+        if allowed := _allowed_methods(request):
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return problem_response(request, status, code, detail, headers=headers)
+
+
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every documented method of this path: Starlette's 405 lists only those of the first
+    route that matched the path (`OPTIONS /users/me` said `GET`, not `GET, PATCH`). Read from
+    the OpenAPI document (built once) so the header and the document agree."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile(
+                    "".join(
+                        "[^/]+" if part.startswith("{") else re.escape(part)
+                        for part in re.split(r"(\{[^/}]+\})", path)
+                    )
+                ),
+                [method.upper() for method in operations if method in _METHODS],
+            )
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allowed_methods = table
+    # `/events/mine` also fits `/events/{event_id}`: the document describes the most literal
+    # template that fits (fewest parameters), so that one's methods are the answer.
+    path = request.url.path
+    fitting = [(pattern, methods) for pattern, methods in table if pattern.fullmatch(path)]
+    if not fitting:
+        return []
+    fewest = min(pattern.pattern.count("[^/]+") for pattern, _ in fitting)
+    return sorted(
+        {
+            m
+            for pattern, methods in fitting
+            if pattern.pattern.count("[^/]+") == fewest
+            for m in methods
+        }
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
