@@ -75,7 +75,6 @@ async def test_a_nul_character_is_refused_not_a_server_error(
     assert 400 <= response.status_code < 500, response.text
 
 
-@_pinned("search-blank-filter-undocumented")
 async def test_a_blank_search_filter_matches_the_document(client: httpx.AsyncClient) -> None:
     import re
 

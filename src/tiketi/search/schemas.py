@@ -45,6 +45,10 @@ def _clean_text(value: object) -> object:
     return value
 
 
+def _empty_is_absent(value: object) -> object:
+    return None if value == "" else value
+
+
 def _split_tags(value: object) -> object:
     """`tags=a,b` (or repeated `tags=`): lower-case, trimmed, de-duplicated, like stored tags."""
     if value is None:
@@ -102,11 +106,13 @@ class SearchParams(BaseModel):
     city: SearchText = Field(
         default=None, max_length=100, description="City, ignoring case and accents"
     )
-    category: Annotated[str | None, BeforeValidator(_clean_text)] = Field(
+    category: Annotated[str | None, BeforeValidator(_empty_is_absent)] = Field(
         default=None,
         max_length=50,
-        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
-        description="Category slug, e.g. `music`",
+        # An empty value (`?category=`, what a form sends for "any") means no filter; anything
+        # else must be a slug as it is, which is exactly what the document says.
+        pattern=r"^$|^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="Category slug, e.g. `music`; empty means any category",
     )
     tags: Annotated[list[str] | None, BeforeValidator(_split_tags), AfterValidator(_check_tags)] = (
         Field(
