@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 import tiketi
 from tiketi.auth.router import router as auth_router
-from tiketi.core.database import create_engine, create_sessionmaker
+from tiketi.core.database import ConnectionQueue, create_engine, create_sessionmaker
 from tiketi.core.errors import (
     PROBLEM_MEDIA_TYPE,
     Problem,
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.connection_queue = ConnectionQueue.from_settings(settings)
         availability = AvailabilityBroadcaster.from_settings(settings, app.state.sessionmaker)
         app.state.public_events = public_event_cache(settings, app.state.sessionmaker)
         availability.on_change(app.state.public_events.forget)

@@ -1,13 +1,16 @@
 """The request-scoped session commits once after the handler and rolls back on any error."""
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tiketi.core.database import SessionDep
+from tiketi.core.database import ConnectionQueue, SessionDep
 from tiketi.core.errors import Conflict
 from tiketi.core.pagination import CursorQuery, LimitQuery, Page
 from tiketi.core.repository import keyset_page
@@ -103,3 +106,47 @@ async def test_keyset_pages_cover_every_row_once(
     assert bad.json()["code"] == "invalid_cursor"
     assert (await probe.get("/_probe/rows", params={"limit": 0})).status_code == 422
     assert (await probe.get("/_probe/rows", params={"limit": 101})).status_code == 422
+
+
+async def test_requests_get_their_turn_for_the_pool_in_arrival_order() -> None:
+    """A request that hands its connection back and at once asks again (a newcomer arriving
+    at that instant) queues behind everyone already waiting; SQLAlchemy's asyncio pool let it
+    take the connection first, and a waiter could lose every such race until it timed out."""
+    queue = ConnectionQueue(1, timeout_seconds=5)
+    served: list[str] = []
+    let_go = asyncio.Event()
+
+    async def request(name: str, hold: asyncio.Event | None = None) -> None:
+        async with queue.turn():
+            served.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    async def first_then_again() -> None:
+        await request("first", let_go)
+        await request("newcomer")
+
+    first = asyncio.create_task(first_then_again())
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(request(f"waiter {i}")) for i in range(5)]
+    await asyncio.sleep(0.01)
+    assert served == ["first"]
+    let_go.set()
+    await asyncio.gather(first, *waiting)
+    assert served == ["first", *(f"waiter {i}" for i in range(5)), "newcomer"]
+
+
+async def test_a_request_that_waits_too_long_for_the_pool_gets_503(
+    probe: httpx.AsyncClient, app: FastAPI, session: AsyncSession
+) -> None:
+    queue = ConnectionQueue(1, timeout_seconds=0.2)
+    app.state.connection_queue = queue
+    async with queue.turn():
+        response = await probe.post("/_probe/rows/1")
+        with pytest.raises(PoolTimeoutError):
+            async with queue.turn():
+                pass
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await _count(session) == 0
+    assert (await probe.post("/_probe/rows/1")).status_code == 200

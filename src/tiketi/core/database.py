@@ -6,14 +6,17 @@ returned and rolls back if anything raised. Services and repositories only `flus
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func, text
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -89,6 +92,41 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
     )
 
 
+class ConnectionQueue:
+    """Request sessions take their turn for the pool first come, first served.
+
+    SQLAlchemy's asyncio pool lets a newcomer take a connection that was just handed back
+    ahead of a request already waiting for one, and the waiter goes to the back of the line:
+    in a flash sale some requests lost every race until the pool timeout (a 503 after 10 s)
+    while later ones were served. Request sessions queue here instead, at most as many at
+    once as the pool holds, in arrival order, for at most the pool timeout (then the same
+    error as a pool timeout: 503)."""
+
+    def __init__(self, size: int, timeout_seconds: float) -> None:
+        self._slots = asyncio.Semaphore(size)  # fair since Python 3.11.1: no barging
+        self._timeout = timeout_seconds
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"No database connection came free within {self._timeout:g} s"
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionQueue:
+        return cls(
+            settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_seconds
+        )
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
@@ -96,8 +134,10 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: commit once after the handler, roll back on any error
     (except errors marked `keeps_changes`, whose writes are the point)."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    queue: ConnectionQueue = state.connection_queue
+    async with queue.turn(), sessionmaker() as session:
         try:
             yield session
         except TiketiError as error:

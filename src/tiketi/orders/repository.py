@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import Uuid, and_, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,34 @@ _PLACE_ORDER = text(
     "SELECT * FROM tiketi_place_order(:order_id, :buyer_id, :event_id, :total,"
     " CAST(:ttl AS interval), CAST(:type_ids AS uuid[]), CAST(:names AS text[]),"
     " CAST(:quantities AS integer[]), CAST(:prices AS integer[]), :max_pending, :max_tickets)"
+)
+
+
+# Built once: this runs on every hold, and building a select (and its cache key) costs more
+# CPU than executing it.
+_TIERS_FOR_HOLD = (
+    select(
+        Event.status.label("event_status"),
+        Event.starts_at,
+        Event.ends_at,
+        TicketType.id,
+        TicketType.event_id,
+        TicketType.name,
+        TicketType.price,
+        TicketType.max_per_order,
+        TicketType.sales_start,
+        TicketType.sales_end,
+        (TicketType.quantity - TicketType.sold - TicketType.held).label("available"),
+    )
+    .select_from(Event)
+    .outerjoin(
+        TicketType,
+        and_(
+            TicketType.event_id == Event.id,
+            TicketType.id == any_(bindparam("type_ids", type_=ARRAY(Uuid()))),
+        ),
+    )
+    .where(Event.id == bindparam("event_id", type_=Uuid()))
 )
 
 
@@ -53,25 +82,7 @@ class OrderRepository:
         """The event and the requested tiers of it, read in one round trip (no locks)."""
         rows = (
             await self.session.execute(
-                select(
-                    Event.status.label("event_status"),
-                    Event.starts_at,
-                    Event.ends_at,
-                    TicketType.id,
-                    TicketType.event_id,
-                    TicketType.name,
-                    TicketType.price,
-                    TicketType.max_per_order,
-                    TicketType.sales_start,
-                    TicketType.sales_end,
-                    (TicketType.quantity - TicketType.sold - TicketType.held).label("available"),
-                )
-                .select_from(Event)
-                .outerjoin(
-                    TicketType,
-                    and_(TicketType.event_id == Event.id, TicketType.id.in_(list(type_ids))),
-                )
-                .where(Event.id == event_id)
+                _TIERS_FOR_HOLD, {"event_id": event_id, "type_ids": list(type_ids)}
             )
         ).all()
         if not rows:
