@@ -14,6 +14,18 @@ sized like the app's: store the raw callback (its own statement), then one trans
 locks the payment by checkout id, skips it if no longer pending (duplicate), checks the
 receipt, marks payment succeeded, order paid, held→sold, inserts the tickets and records the
 callback outcome. Goals: ≥ 0.6x baseline, p99 < 100 ms, exactly-once issuance.
+
+The closed loop above keeps 50 deliveries in flight at all times, so it saturates the machine
+and its latency is queueing (mean ≈ 50 ÷ throughput) on both sides. The latency goal is judged
+on a second, *paced* phase instead: fresh pending payments (1,000, 10% of them delivered twice)
+settled by callbacks arriving at a fixed 100 per second, each sent when it is due however slow
+the earlier ones are (open loop, `bench.paced`), latency counted from the due time; the same
+for the baseline, both verified exactly once. Why 100/s: it is far above what Daraja sends
+us even in a flash sale — 1,000 tickets sold out at 1-4 per order is ~400 payments, completed
+on the buyers' phones within a minute or two (3-7 callbacks/s); 100/s is that sale settling
+in 4 s — and well below what either side sustains on this box (~300 deliveries/s saturated),
+so it measures the service time of a delivery rather than a queue. The saturated p99 stays
+reported, as information.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ import asyncpg
 
 from bench.core import Context, ScenarioResult, connect
 from bench.http import LoadResult, Response, render, run_calls
-from bench.infra import ApiConfig, scratch_name
+from bench.infra import ApiConfig, CpuWindow, Process, process_tree, scratch_name
+from bench.paced import PacedResult, run_paced_calls, run_paced_http
 from bench.scenarios.common import app_pool_per_process, measure_http
 from bench.seed import PendingPayment, create_event, create_pending_payments, create_users
 from bench.stats import median, ms, ratio
@@ -40,6 +53,8 @@ DUPLICATE_SHARE = 0.10
 CONCURRENCY = 50
 GOAL_RATIO = 0.6
 GOAL_P99_MS = 100.0
+PACED_PAYMENTS = 1_000
+PACED_RATE = 100.0  # callbacks/s: see the module docstring
 NAIROBI = timedelta(hours=3)
 
 
@@ -102,6 +117,7 @@ async def run(ctx: Context) -> ScenarioResult:
         (organizer,) = await create_users(conn, 1, prefix="organizer", role="organizer")
         buyers = await create_users(conn, PAYMENTS, prefix="payer")
         sets: list[tuple[list[PendingPayment], list[PendingPayment], Any, Any]] = []
+        paced_sets: list[tuple[list[PendingPayment], list[PendingPayment], Any, Any]] = []
         for n in range(rounds):
             quantities = [rng.randint(1, 4) for _ in range(PAYMENTS)]
             tier = [("Regular", 1500, PAYMENTS * 4, 4)]
@@ -118,6 +134,29 @@ async def run(ctx: Context) -> ScenarioResult:
                 conn, event=base_event, buyers=buyers, quantities=quantities, tag=f"b{n}"
             )
             sets.append((ours, theirs, ours_event, base_event))
+            paced_quantities = quantities[:PACED_PAYMENTS]
+            paced_buyers = buyers[:PACED_PAYMENTS]
+            ours_paced_event = await create_event(
+                conn, organizer.id, title=f"Callbacks {n} paced A", tiers=tier
+            )
+            base_paced_event = await create_event(
+                conn, organizer.id, title=f"Callbacks {n} paced B", tiers=tier
+            )
+            ours_paced = await create_pending_payments(
+                conn,
+                event=ours_paced_event,
+                buyers=paced_buyers,
+                quantities=paced_quantities,
+                tag=f"pa{n}",
+            )
+            theirs_paced = await create_pending_payments(
+                conn,
+                event=base_paced_event,
+                buyers=paced_buyers,
+                quantities=paced_quantities,
+                tag=f"pb{n}",
+            )
+            paced_sets.append((ours_paced, theirs_paced, ours_paced_event, base_paced_event))
         await conn.execute("ANALYZE")
 
     config = ApiConfig(database_url=ctx.server.url(database))
@@ -134,18 +173,12 @@ async def run(ctx: Context) -> ScenarioResult:
 
     tiketi_rounds: list[dict[str, Any]] = []
     base_rounds: list[dict[str, Any]] = []
+    paced_rounds: list[dict[str, Any]] = []
+    paced_base_rounds: list[dict[str, Any]] = []
     exactly_once = True
     for n, (ours, theirs, ours_event, base_event) in enumerate(sets):
         deliveries = _deliveries(ours, rng)
-        requests = [
-            render(
-                "POST",
-                path,
-                headers={"Content-Type": "application/json;charset=UTF-8"},
-                body=body,
-            )
-            for _, body in deliveries
-        ]
+        requests = _requests(path, deliveries)
         delivered: list[int] = []
         measured = await measure_http(
             api,
@@ -188,14 +221,73 @@ async def run(ctx: Context) -> ScenarioResult:
             f"exactly once: {check['exactly_once']} / baseline {base_check['exactly_once']}"
         )
 
+        # The paced (open-loop) phase, on fresh payments: the latency goal is judged here.
+        ours_paced, theirs_paced, ours_paced_event, base_paced_event = paced_sets[n]
+        paced_deliveries = _deliveries(ours_paced, rng)
+        paced_delivered: list[int] = []
+        cpu = CpuWindow(process_tree(api.pid)).start()
+        paced = await run_paced_http(
+            _port(api),
+            _requests(path, paced_deliveries),
+            rate=PACED_RATE,
+            max_seconds=ctx.pick(30.0, 60.0),
+            on_response=_recorder(paced_delivered),
+        )
+        cpu.stop()
+        paced_check = await _verify(
+            dsn, paced_deliveries, paced_delivered, ours_paced, ours_paced_event.id
+        )
+        paced_rounds.append(
+            {
+                **_paced_summary(paced, paced_check["payments_settled_by_those"]),
+                **cpu.summary(paced.load.wall_seconds),
+                "database_check": paced_check,
+            }
+        )
+        exactly_once &= paced_check["exactly_once"]
+
+        base_paced_deliveries = _deliveries(theirs_paced, rng)
+        base_paced_delivered: list[int] = []
+        base_paced = await run_paced_calls(
+            _baseline_settle(pool, base_paced_deliveries, base_paced_delivered),
+            total=len(base_paced_deliveries),
+            rate=PACED_RATE,
+            max_seconds=ctx.pick(30.0, 60.0),
+        )
+        base_paced_check = await _verify(
+            dsn,
+            base_paced_deliveries,
+            base_paced_delivered,
+            theirs_paced,
+            base_paced_event.id,
+        )
+        paced_base_rounds.append(
+            {
+                **_paced_summary(base_paced, base_paced_check["payments_settled_by_those"]),
+                "database_check": base_paced_check,
+            }
+        )
+        ctx.log(
+            f"  round {n + 1}, paced at {PACED_RATE:.0f}/s: tiketi p50 "
+            f"{paced_rounds[-1]['latency_ms']['p50']} / p99 "
+            f"{paced_rounds[-1]['latency_ms']['p99']} ms — baseline p50 "
+            f"{paced_base_rounds[-1]['latency_ms']['p50']} / p99 "
+            f"{paced_base_rounds[-1]['latency_ms']['p99']} ms; exactly once: "
+            f"{paced_check['exactly_once']} / baseline {base_paced_check['exactly_once']}"
+        )
+
     rate = median([r["settled_per_s"] for r in tiketi_rounds])
     base_rate = median([r["settled_per_s"] for r in base_rounds])
     p50 = median([r["latency_ms"]["p50"] for r in tiketi_rounds])
     p99 = median([r["latency_ms"]["p99"] for r in tiketi_rounds])
     base_p50 = median([r["latency_ms"]["p50"] for r in base_rounds])
     base_p99 = median([r["latency_ms"]["p99"] for r in base_rounds])
-    non_200 = sum(r["non_200"] for r in tiketi_rounds)
-    incomplete = [r for r in tiketi_rounds if not r["database_check"]["complete"]]
+    paced_p50 = median([r["latency_ms"]["p50"] for r in paced_rounds])
+    paced_p99 = median([r["latency_ms"]["p99"] for r in paced_rounds])
+    base_paced_p50 = median([r["latency_ms"]["p50"] for r in paced_base_rounds])
+    base_paced_p99 = median([r["latency_ms"]["p99"] for r in paced_base_rounds])
+    non_200 = sum(r["non_200"] for r in tiketi_rounds + paced_rounds)
+    incomplete = [r for r in tiketi_rounds + paced_rounds if not r["database_check"]["complete"]]
     if incomplete:
         result.notes.append(
             "the timed run hit its bound before every callback was delivered "
@@ -206,10 +298,20 @@ async def run(ctx: Context) -> ScenarioResult:
     result.figure, result.baseline = round(rate, 1), round(base_rate, 1)
     result.ratio = round(ratio(rate, base_rate), 3)
     result.figure_text = (
-        f"{rate:,.0f} settled/s (p50 {p50} / p99 {p99} ms); exactly once: "
+        f"{rate:,.0f} settled/s (saturated: p50 {p50} / p99 {p99} ms); paced at "
+        f"{PACED_RATE:.0f}/s: p50 {paced_p50} / p99 {paced_p99} ms; exactly once: "
         f"{'yes' if exactly_once else 'NO'}"
     )
-    result.baseline_text = f"{base_rate:,.0f} settled/s (p50 {base_p50} / p99 {base_p99} ms)"
+    result.baseline_text = (
+        f"{base_rate:,.0f} settled/s (saturated: p50 {base_p50} / p99 {base_p99} ms); "
+        f"paced at {PACED_RATE:.0f}/s: p50 {base_paced_p50} / p99 {base_paced_p99} ms"
+    )
+    slowest = min(r["deliveries_per_s"] for r in tiketi_rounds + base_rounds)
+    if slowest < 2 * PACED_RATE:
+        result.notes.append(
+            f"a saturated run delivered only {slowest:.0f}/s here, under twice the paced "
+            f"{PACED_RATE:.0f}/s: the paced phase is not well below saturation on this machine"
+        )
     result.client_cpu = f"{max(r['client_cpu_share'] for r in tiketi_rounds):.0%} of a core"
     result.details.update(
         {
@@ -220,15 +322,42 @@ async def run(ctx: Context) -> ScenarioResult:
             "baseline_pool_size": pool_size,
             "tiketi": tiketi_rounds,
             "baseline": base_rounds,
+            "paced": {
+                "payments": PACED_PAYMENTS,
+                "deliveries": int(PACED_PAYMENTS * (1 + DUPLICATE_SHARE)),
+                "rate_per_s": PACED_RATE,
+                "tiketi": paced_rounds,
+                "baseline": paced_base_rounds,
+            },
         }
     )
     result.goal(f"≥ {GOAL_RATIO}x baseline", result.ratio >= GOAL_RATIO)
-    result.goal(f"p99 < {GOAL_P99_MS:.0f} ms", p99 < GOAL_P99_MS)
+    result.goal(
+        f"p99 < {GOAL_P99_MS:.0f} ms at a paced {PACED_RATE:.0f} callbacks/s (open loop)",
+        paced_p99 < GOAL_P99_MS,
+    )
     result.goal(
         "exactly-once issuance, duplicates recorded, every delivery 200",
         exactly_once and non_200 == 0,
     )
     return result
+
+
+def _requests(path: str, deliveries: list[tuple[PendingPayment, bytes]]) -> list[bytes]:
+    return [
+        render(
+            "POST",
+            path,
+            headers={"Content-Type": "application/json;charset=UTF-8"},
+            body=body,
+        )
+        for _, body in deliveries
+    ]
+
+
+def _port(process: Process) -> int:
+    assert process.port is not None
+    return process.port
 
 
 def _recorder(delivered: list[int]) -> Any:
@@ -253,6 +382,16 @@ def _summary(load: LoadResult, settled: int) -> dict[str, Any]:
         if load.wall_seconds
         else 0.0,
         "p99_ms": ms(load.latency().p99),
+    }
+
+
+def _paced_summary(paced: PacedResult, settled: int) -> dict[str, Any]:
+    return {
+        **_summary(paced.load, settled),
+        "rate_per_s": paced.rate,
+        "peak_in_flight": paced.load.concurrency,
+        "max_send_lag_ms": ms(paced.max_send_lag),
+        "connections": paced.connections,
     }
 
 

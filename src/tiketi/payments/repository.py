@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
@@ -118,14 +119,14 @@ class PaymentRepository:
 # `status = 'pending'`, so the UPDATE that settles a payment is also its row lock and its
 # duplicate check.
 
-_STORE_CALLBACK_JSON = text(
+# Driver-level SQL (asyncpg placeholders): see `SettlementRepository.store_callback`.
+_STORE_CALLBACK_JSON = (
     "INSERT INTO payment_callbacks (checkout_request_id, source_ip, raw, body)"
-    " VALUES (:checkout_request_id, :source_ip, :raw, CAST(CAST(:raw AS text) AS jsonb))"
-    " RETURNING id"
+    " VALUES ($1, $2, $3, CAST(CAST($3 AS text) AS jsonb)) RETURNING id"
 )
-_STORE_CALLBACK_TEXT = text(
+_STORE_CALLBACK_TEXT = (
     "INSERT INTO payment_callbacks (checkout_request_id, source_ip, raw)"
-    " VALUES (:checkout_request_id, :source_ip, :raw) RETURNING id"
+    " VALUES ($1, $2, $3) RETURNING id"
 )
 _MARK_CALLBACK = text(
     "UPDATE payment_callbacks SET outcome = :outcome, payment_id = :payment_id WHERE id = :id"
@@ -133,7 +134,11 @@ _MARK_CALLBACK = text(
 # pending → succeeded with the receipt, if the amount matches (NULL: not checked). The callback
 # row (if any) is marked 'succeeded' by the same statement — provisionally: the caller corrects
 # it in the same transaction if the order cannot be fulfilled — one round trip fewer before
-# the hot counter row.
+# the hot counter row. When nothing was claimed and the statement's snapshot already shows the
+# payment concluded, the answer is a duplicate, recorded as such by the same statement (a
+# duplicate delivery costs one statement, not three). A payment still pending in the snapshot
+# (a racing original that committed while we waited for its row, or another amount) returns
+# nothing: the caller decides under the row lock.
 _CLAIM_SUCCESS = text(
     "WITH claimed AS ("
     " UPDATE payments SET status = 'succeeded', mpesa_receipt = :receipt,"
@@ -142,10 +147,16 @@ _CLAIM_SUCCESS = text(
     " WHERE checkout_request_id = :checkout_request_id AND status = 'pending'"
     " AND (CAST(:amount AS integer) IS NULL OR amount = CAST(:amount AS integer))"
     " RETURNING id, order_id),"
+    " answer AS ("
+    " SELECT id, order_id, 'succeeded' AS outcome FROM claimed"
+    " UNION ALL"
+    " SELECT id, NULL, 'duplicate' FROM payments"
+    " WHERE checkout_request_id = :checkout_request_id AND status <> 'pending'"
+    " AND NOT EXISTS (SELECT FROM claimed)),"
     " recorded AS ("
-    " UPDATE payment_callbacks c SET outcome = 'succeeded', payment_id = claimed.id"
-    " FROM claimed WHERE c.id = CAST(:callback_id AS uuid))"
-    " SELECT id, order_id FROM claimed"
+    " UPDATE payment_callbacks c SET outcome = answer.outcome, payment_id = answer.id"
+    " FROM answer WHERE c.id = CAST(:callback_id AS uuid))"
+    " SELECT id, order_id, outcome FROM answer"
 )
 _CONCLUDE = text(
     "UPDATE payments SET status = :status, result_code = :result_code,"
@@ -183,20 +194,26 @@ class SettlementRepository:
     async def store_callback(
         self, *, raw: str, as_json: bool, checkout_request_id: str | None, source_ip: str | None
     ) -> uuid.UUID:
-        """Keep the body as received, and as jsonb when it parses. Run it in autocommit so
-        it stays even if settling fails."""
-        params = {"checkout_request_id": checkout_request_id, "source_ip": source_ip, "raw": raw}
+        """Keep the body as received, and as jsonb when it parses, committed at once so it
+        stays even if settling fails. Call it before anything else runs on the connection.
+
+        It goes to the asyncpg connection directly, outside any transaction (PostgreSQL
+        commits a lone statement by itself): through SQLAlchemy it took switching the
+        connection to autocommit and back and a bookkeeping commit, each a greenlet hop,
+        which cost more CPU than the INSERT itself. Errors are wrapped as SQLAlchemy's
+        would be, so the API answers them the same (503 for an unavailable database)."""
+        driver = (await self.conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        args = (checkout_request_id, source_ip, raw)
         if as_json:
             try:
-                result = await self.conn.execute(_STORE_CALLBACK_JSON, params)
+                return await _fetch_id(driver, _STORE_CALLBACK_JSON, args)
             except DBAPIError as error:
                 # PostgreSQL's JSON is stricter than Python's (lone surrogates, say): a data
                 # exception (SQLSTATE class 22) keeps the text alone; anything else is real.
-                if not str(getattr(error.orig, "pgcode", "")).startswith("22"):
+                if not str(getattr(error.orig, "sqlstate", "")).startswith("22"):
                     raise
-            else:
-                return result.scalar_one()  # type: ignore[no-any-return]
-        return (await self.conn.execute(_STORE_CALLBACK_TEXT, params)).scalar_one()  # type: ignore[no-any-return]
+        return await _fetch_id(driver, _STORE_CALLBACK_TEXT, args)
 
     async def mark_callback(
         self, callback_id: uuid.UUID, *, outcome: str, payment_id: uuid.UUID | None
@@ -215,10 +232,11 @@ class SettlementRepository:
         result_desc: str,
         callback_id: uuid.UUID | None,
     ) -> AnyRow | None:
-        """pending → succeeded if the amount matches (None: not checked), with the receipt;
-        `(id, order_id)`, or None if there is no such pending payment (unknown, settled, or
-        another amount). A receipt another payment holds raises IntegrityError: the unique
-        index decides, race-free. With `callback_id` the callback is marked `succeeded`."""
+        """pending → succeeded if the amount matches (None: not checked), with the receipt:
+        `(id, order_id, 'succeeded')`. `(id, None, 'duplicate')` if the payment had already
+        concluded; None if it is unknown, another amount, or was concluded concurrently (decide
+        under the lock). A receipt another payment holds raises IntegrityError: the unique
+        index decides, race-free. With `callback_id` the callback is marked with the outcome."""
         result = await self.conn.execute(
             _CLAIM_SUCCESS,
             {
@@ -282,3 +300,11 @@ class SettlementRepository:
                 "merchant_request_id": merchant_request_id,
             },
         )
+
+
+async def _fetch_id(driver: Any, sql: str, args: tuple[str | None, ...]) -> uuid.UUID:
+    """`RETURNING id` on the asyncpg connection, a database error wrapped in DBAPIError."""
+    try:
+        return await driver.fetchval(sql, *args)  # type: ignore[no-any-return]
+    except asyncpg.PostgresError as error:
+        raise DBAPIError(sql, args, error) from error

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tiketi.auth.dependencies import CurrentUserDetached
 from tiketi.core.errors import problem_responses
@@ -14,6 +14,9 @@ from tiketi.payments.models import PaymentStatus
 from tiketi.payments.schemas import CallbackAck, PaymentCreate, PaymentRead
 
 router = APIRouter(prefix="/payments", tags=["payments"])
+
+# The acknowledgement never varies: rendered once, not validated and serialized per callback.
+_CALLBACK_ACK_BODY = CallbackAck().model_dump_json().encode()
 
 
 @router.post(
@@ -68,10 +71,10 @@ async def read_payment(
         }
     },
 )
-async def stk_callback(token: str, request: Request, payments: PaymentServiceDep) -> CallbackAck:
+async def stk_callback(token: str, request: Request, payments: PaymentServiceDep) -> Response:
     """Safaricom's STK callback. The path token authenticates it; the body is stored before
     anything else; only a pending payment we started can change."""
     source_ip = request.client.host if request.client else None
     payments.check_callback_access(token, source_ip)
     await payments.settle_stk_callback(await request.body(), source_ip=source_ip)
-    return CallbackAck()
+    return Response(_CALLBACK_ACK_BODY, media_type="application/json")

@@ -291,7 +291,8 @@ class PaymentService:
         Only a checkout id we issued and that is still pending can change anything; every
         other delivery (unknown, duplicate, late) is acknowledged and recorded, nothing more.
         One pooled connection serves the whole delivery: the body is stored by a single
-        autocommit INSERT (kept even if settling fails), then settled by a few statements.
+        INSERT outside any transaction (kept even if settling fails), then settled by a few
+        statements in one transaction.
         """
         text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         try:
@@ -299,7 +300,6 @@ class PaymentService:
         except ValueError:
             callback = None
         async with self._engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
             callback_id = await SettlementRepository(conn).store_callback(
                 raw=text,
                 # jsonb refuses \u0000; such a body is kept as text only.
@@ -307,10 +307,8 @@ class PaymentService:
                 source_ip=source_ip,
                 checkout_request_id=callback.checkout_request_id if callback else None,
             )
-            await conn.commit()  # ends SQLAlchemy's bookkeeping; autocommit sent no BEGIN
             if callback is None:
                 raise MalformedCallback("The body is not a Daraja STK callback")
-            await conn.execution_options(isolation_level=conn.default_isolation_level)
             label, _ = await self._settle_in_transaction(
                 conn,
                 callback.checkout_request_id,
@@ -456,9 +454,12 @@ class PaymentService:
                 callback_id=callback_id,
             )
             if claimed is not None:
+                recorded = claimed.outcome if callback_id is not None else None
+                if claimed.outcome == "duplicate":
+                    return "duplicate", claimed.id, recorded
                 label = await self._fulfil(payments, claimed.id, claimed.order_id)
-                return label, claimed.id, "succeeded" if callback_id is not None else None
-        # Not claimed at once: unknown, already settled, or a problem; decide under the lock.
+                return label, claimed.id, recorded
+        # Not claimed at once: unknown, settled meanwhile, or a problem; decide under the lock.
         payment = await payments.lock(checkout_request_id)
         if payment is None and callback is not None:
             payment = await self._adopt_orphan(payments, callback)
@@ -476,7 +477,8 @@ class PaymentService:
                 result_desc=outcome.result_desc[:500],
                 callback_id=callback_id,
             )
-            if claimed is None:
+            # Locked and pending: only 'succeeded' can come back.
+            if claimed is None or claimed.outcome != "succeeded":
                 return "duplicate", payment.id, None
             label = await self._fulfil(payments, claimed.id, claimed.order_id)
             return label, claimed.id, "succeeded" if callback_id is not None else None
