@@ -1,4 +1,4 @@
-"""Search tests: the app with the search router (until main.py includes it) and helpers."""
+"""Search tests: fixtures and helpers."""
 
 from __future__ import annotations
 
@@ -13,17 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, text
 
 from tests.factories import make_account
-from tiketi.search.router import router as search_router
 from tiketi.users.models import Role, User
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The shared app, with /search added unless main.py already includes it."""
-    if not any(getattr(route, "path", None) == "/search" for route in app.routes):
-        app.include_router(search_router)
-        app.openapi_schema = None
-    return app
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from tiketi.events.models import Category, Event, EventStatus, TicketType
 from tiketi.search.models import NO_PRICE, SALE_PRICES
-from tiketi.search.schemas import SearchSort
+from tiketi.search.schemas import ITEM_FIELDS, SearchSort
 
 EVENTS = cast("Table", Event.__table__)
 TIERS = cast("Table", TicketType.__table__)
@@ -112,8 +112,14 @@ class SearchText:
     excluded: str | None = None  # the `-words` of the query, as `a or b`
 
 
+# Where a page's row holds its match mode; before it, the item's columns (ITEM_FIELDS).
+MODE_AT = len(ITEM_FIELDS)
+
+
 @dataclass(frozen=True)
 class SearchPage:
+    # Each row: the item's columns (ITEM_FIELDS, in that order), the match mode (MODE_AT),
+    # then the sort key columns (KEY_COLUMNS) and, on a first relevance page, the window.
     rows: list[Row[Any]]
     mode: MatchMode
     has_more: bool
@@ -339,9 +345,11 @@ class SearchRepository:
         result = await self.session.execute(_statement(shape), values)
         rows = list(result.all())
         chosen = modes[0]
-        if len(modes) > 1 and any(row.mode == MatchMode.fuzzy.value for row in rows):
-            chosen = MatchMode.fuzzy
-        rows = [row for row in rows if row.mode == chosen.value]
+        if len(modes) > 1:
+            # By position: reading a Row by column name costs more than the rest of the loop.
+            if any(row[MODE_AT] == MatchMode.fuzzy.value for row in rows):
+                chosen = MatchMode.fuzzy
+            rows = [row for row in rows if row[MODE_AT] == chosen.value]
         if sort is SearchSort.relevance and after is None:
             window_end = None
             if rows and rows[0].window_size >= _rank_window(chosen):
@@ -371,8 +379,17 @@ def _statement(shape: _Shape) -> Select[Any]:
         ).subquery("page")
 
     totals = _tier_totals(page)
+    joined = {
+        "category": CATEGORIES.c.slug.label("category"),
+        "min_price": totals.c.min_price,
+        "available": totals.c.available,
+    }
+    # The item's columns first, in ITEM_FIELDS order, then the match mode at MODE_AT, then
+    # the sort key (and a first relevance page's window): see SearchPage.
+    items = [joined[name] if name in joined else page.c[name] for name in ITEM_FIELDS]
+    rest = [c for c in page.c if c.name not in (*ITEM_FIELDS, "mode", "category_id")]
     return (
-        select(page, CATEGORIES.c.slug.label("category"), totals.c.min_price, totals.c.available)
+        select(*items, page.c.mode, *rest)
         .join(CATEGORIES, CATEGORIES.c.id == page.c.category_id)
         .join(totals, true())
         .order_by(*_order(shape.sort, [page.c[name] for name in KEY_COLUMNS[shape.sort]]))

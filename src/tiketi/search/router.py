@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from tiketi.core.database import ReadSessionDep
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
-from tiketi.core.responses import json_response
 from tiketi.events.schemas import EventSummary
-from tiketi.search.schemas import SearchParams
+from tiketi.search.schemas import SearchParams, encode_page
 from tiketi.search.service import SearchService
 
 router = APIRouter(prefix="/search", tags=["search"])
@@ -40,4 +39,5 @@ async def search_events(
     `next_cursor`, which only works with the same parameters.
     """
     items, next_cursor = await search.search(params)
-    return json_response(Page[EventSummary](items=items, next_cursor=next_cursor))
+    # The JSON of Page[EventSummary], encoded from the items as they are (no models).
+    return Response(encode_page(items, next_cursor), media_type="application/json")

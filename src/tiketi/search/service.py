@@ -9,13 +9,13 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from tiketi.events.schemas import EventSummary
-from tiketi.events.service import summary_view, utcnow
+from tiketi.events.service import utcnow
 from tiketi.search.models import NO_PRICE
 from tiketi.search.repository import (
     KEY_COLUMNS,
@@ -24,7 +24,7 @@ from tiketi.search.repository import (
     SearchRepository,
     SearchText,
 )
-from tiketi.search.schemas import SearchParams, SearchSort, day_start
+from tiketi.search.schemas import ITEM_FIELDS, SearchItem, SearchParams, SearchSort, day_start
 
 CURSOR_VERSION = "s2"
 # A word of the trigram fallback needs three letters (shorter ones resemble too much) and a
@@ -43,6 +43,7 @@ _EXCLUSION = re.compile(r"(?:^|(?<=\s))-(\S*)")
 _OPERATORS = re.compile(r"(?:^|(?<=\s))or(?=\s|$)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1024)  # popular queries repeat; the result is immutable
 def search_text(query: str) -> SearchText:
     """The query for full text as typed, and what the trigram fallback compares: the wanted
     words without web-search operators (an excluded word must not *attract* look-alikes).
@@ -83,7 +84,7 @@ class SearchService:
     def __init__(self, session: AsyncSession) -> None:
         self.repository = SearchRepository(session)
 
-    async def search(self, params: SearchParams) -> tuple[list[EventSummary], str | None]:
+    async def search(self, params: SearchParams) -> tuple[list[SearchItem], str | None]:
         """Published events that have not ended, matching the query and every filter.
 
         Sorted by relevance when there is a query (date otherwise, and `relevance` without a
@@ -134,7 +135,9 @@ class SearchService:
                 window_end = window_end if after is not None else page.window_end
                 key += list(window_end or (None, None))
             next_cursor = encode_cursor([CURSOR_VERSION, fingerprint, page.mode.value, as_of, *key])
-        return [summary_view(row) for row in page.rows], next_cursor
+        # The row starts with the item's columns, in order (SearchPage): zip stops after them.
+        items = [cast("SearchItem", dict(zip(ITEM_FIELDS, row, strict=False))) for row in page.rows]
+        return items, next_cursor
 
 
 def _fingerprint(text_query: SearchText | None, filters: SearchFilters, sort: SearchSort) -> str:
