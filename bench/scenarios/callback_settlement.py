@@ -14,7 +14,7 @@ sized like the app's: store the raw callback (its own statement), then one trans
 locks the payment by checkout id, skips it if no longer pending (duplicate), checks the
 receipt, marks payment succeeded, order paid, held→sold, inserts the tickets and records the
 callback outcome. Goals: ≥ 0.6x baseline, p99 < 100 ms (paced, below), exactly-once issuance.
-Every timed phase starts after a CHECKPOINT (see `_checkpoint`).
+Every timed phase starts after a CHECKPOINT (`bench.core.checkpoint`).
 
 The closed loop above keeps 50 deliveries in flight at all times, so it saturates the machine
 and its latency is queueing (mean ≈ 50 ÷ throughput) on both sides. The latency goal is judged
@@ -40,7 +40,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.core import Context, ScenarioResult, connect
+from bench.core import Context, ScenarioResult, checkpoint, connect
 from bench.http import LoadResult, Response, render, run_calls
 from bench.infra import ApiConfig, CpuWindow, Process, process_tree, scratch_name
 from bench.paced import PacedResult, run_paced_calls, run_paced_http
@@ -57,14 +57,6 @@ GOAL_P99_MS = 100.0
 PACED_PAYMENTS = 1_000
 PACED_RATE = 100.0  # callbacks/s: see the module docstring
 NAIROBI = timedelta(hours=3)
-
-
-async def _checkpoint(dsn: str) -> None:
-    """Start a timed phase with the WAL flushed: seeding and the previous phase write enough
-    WAL to force a checkpoint (`max_wal_size`) in the middle of the next one otherwise, which
-    stalled commits on both sides for 0.2-0.5 s in a quick run (and decided its paced p99)."""
-    async with connect(dsn) as conn:
-        await conn.execute("CHECKPOINT")
 
 
 def callback_body(payment: PendingPayment, receipt: str) -> bytes:
@@ -189,7 +181,7 @@ async def run(ctx: Context) -> ScenarioResult:
         deliveries = _deliveries(ours, rng)
         requests = _requests(path, deliveries)
         delivered: list[int] = []
-        await _checkpoint(dsn)
+        await checkpoint(dsn)
         measured = await measure_http(
             api,
             requests,
@@ -210,7 +202,7 @@ async def run(ctx: Context) -> ScenarioResult:
 
         base_deliveries = _deliveries(theirs, rng)
         base_delivered: list[int] = []
-        await _checkpoint(dsn)
+        await checkpoint(dsn)
         baseline = await run_calls(
             _baseline_settle(pool, base_deliveries, base_delivered),
             concurrency=CONCURRENCY,
@@ -236,7 +228,7 @@ async def run(ctx: Context) -> ScenarioResult:
         ours_paced, theirs_paced, ours_paced_event, base_paced_event = paced_sets[n]
         paced_deliveries = _deliveries(ours_paced, rng)
         paced_delivered: list[int] = []
-        await _checkpoint(dsn)
+        await checkpoint(dsn)
         cpu = CpuWindow(process_tree(api.pid)).start()
         paced = await run_paced_http(
             _port(api),
@@ -260,7 +252,7 @@ async def run(ctx: Context) -> ScenarioResult:
 
         base_paced_deliveries = _deliveries(theirs_paced, rng)
         base_paced_delivered: list[int] = []
-        await _checkpoint(dsn)
+        await checkpoint(dsn)
         base_paced = await run_paced_calls(
             _baseline_settle(pool, base_paced_deliveries, base_paced_delivered),
             total=len(base_paced_deliveries),

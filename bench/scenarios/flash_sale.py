@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.core import Context, ScenarioResult, connect
+from bench.core import Context, ScenarioResult, checkpoint, connect
 from bench.http import LoadResult, Response, render, run_calls, run_load
 from bench.infra import ApiConfig, scratch_name
 from bench.scenarios.common import Measured, app_pool_per_process, measure_http
@@ -132,6 +132,7 @@ async def run(ctx: Context) -> ScenarioResult:
             )
             for i in order
         ]
+        await checkpoint(dsn)
         async with sample_backends(dsn, "tiketi") as backends:
             measured = await measure_http(
                 api,
@@ -148,6 +149,7 @@ async def run(ctx: Context) -> ScenarioResult:
         consistent &= check["consistent"]
 
         base_tally = SaleTally()
+        await checkpoint(dsn)
         async with sample_backends(dsn, "tiketi-bench-baseline") as backends:
             baseline = await run_calls(
                 _baseline_hold(pool, theirs, buyers, quantities, order, base_tally),
