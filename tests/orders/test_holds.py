@@ -219,6 +219,87 @@ async def test_anti_hoarding_caps(
     assert await counters(app, other_early.id) == (100, 0, 1)
 
 
+@pytest.mark.parametrize("key", [None, "hold-1"])
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ("token_version = token_version + 1", "The access token has been revoked"),
+        ("is_active = false", "This account is deactivated"),
+    ],
+)
+async def test_a_revoked_token_or_deactivated_caller_holds_nothing(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    buyer: Account,
+    event: Event,
+    session: AsyncSession,
+    change: str,
+    detail: str,
+    key: str | None,
+) -> None:
+    """The hold's own statement checks the token's version and the account (no separate
+    read of the caller): a token revoked a moment ago must not hold anything."""
+    early = (await tiers_of(app, event.id))[0]
+    statement = text(f"UPDATE users SET {change} WHERE id = :id")  # noqa: S608 - fixed cases
+    await session.execute(statement, {"id": buyer.user.id})
+    await session.commit()
+    headers = {**buyer.headers, **({"Idempotency-Key": key} if key else {})}
+    response = await place_order(client, headers, event.id, [(early.id, 2)])
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "invalid_token"
+    assert response.json()["detail"] == detail
+    assert await _order_count(session) == 0
+    assert await counters(app, early.id) == (100, 0, 0)
+
+
+async def test_refusals_are_worded_with_the_database_figures(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    buyer: Account,
+    organizer: Account,
+    session: AsyncSession,
+) -> None:
+    event = await make_event(
+        app,
+        organizer.user,
+        tiers=[{"name": "Terrace", "price": 800, "quantity": 3, "max_per_order": 4}],
+    )
+    (terrace,) = await tiers_of(app, event.id)
+    few = await place_order(client, buyer.headers, event.id, [(terrace.id, 4)])
+    assert few.status_code == 409
+    assert few.json()["detail"] == "Only 3 Terrace tickets are left"
+    assert (few.json()["ticket_type"], few.json()["available"]) == ("Terrace", 3)
+    many = await place_order(client, buyer.headers, event.id, [(terrace.id, 5)])
+    assert many.status_code == 422
+    assert many.json()["detail"] == "At most 4 Terrace tickets per order"
+    await session.execute(
+        text("UPDATE events SET status = 'cancelled' WHERE id = :id"), {"id": event.id}
+    )
+    await session.commit()
+    cancelled = await place_order(client, buyer.headers, event.id, [(terrace.id, 1)])
+    assert cancelled.status_code == 409
+    assert cancelled.json()["detail"] == "This event is cancelled; tickets are not on sale"
+    assert await _order_count(session) == 0
+
+
+async def test_free_order_with_an_idempotency_key_is_paid_once(
+    app: FastAPI, client: httpx.AsyncClient, buyer: Account, organizer: Account
+) -> None:
+    event = await make_event(
+        app, organizer.user, tiers=[{"name": "Free entry", "price": 0, "quantity": 5}]
+    )
+    tier = (await tiers_of(app, event.id))[0]
+    headers = {**buyer.headers, "Idempotency-Key": "free-1"}
+    first = await place_order(client, headers, event.id, [(tier.id, 2)])
+    again = await place_order(client, headers, event.id, [(tier.id, 2)])
+    assert first.status_code == again.status_code == 201
+    assert first.json()["status"] == "paid"
+    assert len(first.json()["tickets"]) == 2
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await counters(app, tier.id) == (5, 2, 0)
+
+
 async def test_free_order_is_paid_at_once(
     app: FastAPI, client: httpx.AsyncClient, buyer: Account, organizer: Account
 ) -> None:

@@ -9,9 +9,9 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tiketi.auth.exceptions import NotAuthenticated, RoleRequired
-from tiketi.auth.service import AuthService
+from tiketi.auth.service import AuthService, decode_access_token
 from tiketi.core.database import SessionDep
-from tiketi.core.security import TokenCodec
+from tiketi.core.security import AccessClaims, TokenCodec
 from tiketi.users.models import Role, User
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -39,6 +39,18 @@ async def get_current_user(auth: AuthServiceDep, token: BearerToken) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_caller_claims(request: Request, token: BearerToken) -> AccessClaims:
+    """The bearer token's claims, its signature and expiry checked here; whether it is still
+    current (not revoked, user active) is checked by the route's own statement. For `POST
+    /orders`, whose one statement does that while it holds the tickets."""
+    if not token:
+        raise NotAuthenticated()
+    return decode_access_token(get_token_codec(request), token)
+
+
+CallerClaims = Annotated[AccessClaims, Depends(get_caller_claims)]
 
 
 async def get_organizer(user: CurrentUser) -> User:

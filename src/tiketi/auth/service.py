@@ -15,6 +15,7 @@ from tiketi.auth.repository import LoginThrottleRepository, RefreshTokenReposito
 from tiketi.auth.schemas import TokenPair
 from tiketi.core.errors import Forbidden
 from tiketi.core.security import (
+    AccessClaims,
     InvalidToken,
     TokenCodec,
     burn_password_check,
@@ -25,6 +26,15 @@ from tiketi.core.security import (
 from tiketi.core.settings import Settings
 from tiketi.users.models import User
 from tiketi.users.repository import UserRepository
+
+
+def decode_access_token(codec: TokenCodec, access_token: str) -> AccessClaims:
+    """The claims of an access token with a valid signature, unexpired (else 401); whether
+    its version is still current is for the database to say."""
+    try:
+        return codec.decode(access_token)
+    except InvalidToken:
+        raise InvalidAccessToken() from None
 
 
 class AccountDisabled(Forbidden):
@@ -102,10 +112,10 @@ class AuthService:
 
     async def authenticate(self, access_token: str) -> User:
         """The user behind a valid access token whose version is still current."""
-        try:
-            claims = self.codec.decode(access_token)
-        except InvalidToken:
-            raise InvalidAccessToken() from None
+        return await self.user_for(decode_access_token(self.codec, access_token))
+
+    async def user_for(self, claims: AccessClaims) -> User:
+        """The user behind decoded access token claims, if their version is still current."""
         user = await self.users.get(claims.user_id)
         if user is None or user.token_version != claims.token_version:
             raise InvalidAccessToken("The access token has been revoked")

@@ -21,7 +21,7 @@ from tiketi.events.live import (
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-def get_availability_broadcaster(request: Request) -> AvailabilityBroadcaster:
+async def get_availability_broadcaster(request: Request) -> AvailabilityBroadcaster:
     broadcaster: AvailabilityBroadcaster | None = getattr(request.app.state, "availability", None)
     if broadcaster is None:
         raise StreamsUnavailable("Live availability is not running on this server")

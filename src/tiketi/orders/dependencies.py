@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tiketi.core.database import SessionDep, run_in_autocommit
-from tiketi.core.idempotency import IdempotencyKeyHeader
-from tiketi.orders.service import OrderService
+from tiketi.core.database import SessionDep
+from tiketi.orders.service import OrderPlacement, OrderService
 
 
 async def get_order_service(request: Request, session: SessionDep) -> OrderService:
@@ -17,17 +16,17 @@ async def get_order_service(request: Request, session: SessionDep) -> OrderServi
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]
 
 
-async def get_placement_key(
-    session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
-) -> str | None:
-    """The `Idempotency-Key` of a `POST /orders`. Without one, the request's session commits
-    statement by statement (autocommit, set before anything reads): the caller's token and the
-    tiers are plain reads, and the placement is one statement that commits itself on the
-    server (`OrderService.place(own_transaction=True)`). With a key, the placement and the
-    stored response share one transaction."""
-    if idempotency_key is None:
-        await run_in_autocommit(session)
-    return idempotency_key
+async def get_order_placement(request: Request) -> OrderPlacement:
+    """`POST /orders` takes its connection itself (no request session): see OrderPlacement."""
+    state = request.app.state
+    return OrderPlacement(
+        engine=state.engine,
+        sessionmaker=state.sessionmaker,
+        queue=state.connection_queue,
+        settings=state.settings,
+        codec=state.token_codec,
+        sold_out=state.sold_out,
+    )
 
 
-PlacementKey = Annotated[str | None, Depends(get_placement_key)]
+OrderPlacementDep = Annotated[OrderPlacement, Depends(get_order_placement)]

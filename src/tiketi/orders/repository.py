@@ -2,132 +2,122 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Uuid, and_, any_, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tiketi.core.errors import sqlstate
 from tiketi.core.repository import AnyRow, keyset_page
-from tiketi.events.models import Event, TicketType
 from tiketi.orders.models import Order, OrderItem, OrderStatus
 
-# The SQLSTATEs `tiketi_place_order` (migration 0009) refuses with; DETAIL carries the figure.
+# The SQLSTATEs `tiketi_place_order` (migration 0010) refuses with; DETAIL, where given, is a
+# figure, a tier id or a small JSON object (`PlacementRefused.facts`).
 _REFUSALS = {
     "TK001": "pending_orders",
     "TK002": "tickets_per_event",
     "TK003": "sold_out",
     "TK004": "not_on_sale",
+    "TK005": "event_not_found",
+    "TK006": "event_not_on_sale",
+    "TK007": "not_in_event",
+    "TK008": "over_max_per_order",
+    "TK009": "free_order",
+    "TK010": "token_revoked",
+    "TK011": "account_deactivated",
 }
 
 _PLACE_ORDER = text(
-    "SELECT * FROM tiketi_place_order(:order_id, :buyer_id, :event_id, :total,"
-    " CAST(:ttl AS interval), CAST(:type_ids AS uuid[]), CAST(:names AS text[]),"
-    " CAST(:quantities AS integer[]), CAST(:prices AS integer[]), :max_pending, :max_tickets)"
-)
-
-
-# Built once: this runs on every hold, and building a select (and its cache key) costs more
-# CPU than executing it.
-_TIERS_FOR_HOLD = (
-    select(
-        Event.status.label("event_status"),
-        Event.starts_at,
-        Event.ends_at,
-        TicketType.id,
-        TicketType.event_id,
-        TicketType.name,
-        TicketType.price,
-        TicketType.max_per_order,
-        TicketType.sales_start,
-        TicketType.sales_end,
-        (TicketType.quantity - TicketType.sold - TicketType.held).label("available"),
-    )
-    .select_from(Event)
-    .outerjoin(
-        TicketType,
-        and_(
-            TicketType.event_id == Event.id,
-            TicketType.id == any_(bindparam("type_ids", type_=ARRAY(Uuid()))),
-        ),
-    )
-    .where(Event.id == bindparam("event_id", type_=Uuid()))
+    "SELECT * FROM tiketi_place_order(:order_id, :buyer_id, :token_version, :event_id,"
+    " CAST(:type_ids AS uuid[]), CAST(:quantities AS integer[]), CAST(:ttl AS interval),"
+    " :max_pending, :max_tickets, :allow_free)"
 )
 
 
 class PlacementRefused(Exception):
     """The database refused the order: `reason` is one of `_REFUSALS`' values, `detail` the
-    figure (orders or tickets the buyer already has) or the tier id concerned."""
+    figure (orders or tickets the buyer already has), the tier id or the JSON object that
+    migration 0010 documents for it."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
 
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The DETAIL's JSON object ({} when it is a plain figure or empty)."""
+        if not self.detail.startswith("{"):
+            return {}
+        facts: dict[str, Any] = json.loads(self.detail)
+        return facts
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A new pending order as `tiketi_place_order` wrote it; items in the order of the lines."""
+
+    total: int
+    expires_at: datetime
+    created_at: datetime
+    names: list[str]
+    prices: list[int]
+
+
+async def place_order(
+    conn: AsyncConnection,
+    *,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    token_version: int,
+    event_id: uuid.UUID,
+    lines: Sequence[tuple[uuid.UUID, int]],
+    ttl: timedelta,
+    max_pending: int,
+    max_tickets: int,
+    allow_free: bool,
+) -> Placement:
+    """Check and write a whole order in one statement (`tiketi_place_order`): the buyer's
+    token still current, the event and every line on sale and within limits, the buyer's caps
+    under their row lock, then the order, its items and one conditional UPDATE per tier, in id
+    order. Raises `PlacementRefused`; a refusal leaves nothing behind. In an autocommit
+    connection the statement commits on the server the moment it ends: the hot ticket row is
+    not kept locked while this process gets round to sending COMMIT."""
+    try:
+        result = await conn.execute(
+            _PLACE_ORDER,
+            {
+                "order_id": order_id,
+                "buyer_id": buyer_id,
+                "token_version": token_version,
+                "event_id": event_id,
+                "type_ids": [type_id for type_id, _ in lines],
+                "quantities": [quantity for _, quantity in lines],
+                "ttl": ttl,
+                "max_pending": max_pending,
+                "max_tickets": max_tickets,
+                "allow_free": allow_free,
+            },
+        )
+    except DBAPIError as error:
+        reason = _REFUSALS.get(sqlstate(error) or "")
+        if reason is None:
+            raise
+        cause = getattr(error.orig, "__cause__", None)
+        raise PlacementRefused(reason, str(getattr(cause, "detail", "") or "")) from None
+    total, expires_at, created_at, names, prices = result.one()
+    return Placement(total, expires_at, created_at, list(names), list(prices))
+
 
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    # -- holding ---------------------------------------------------------------------------
-
-    async def tiers_for_hold(
-        self, event_id: uuid.UUID, type_ids: Sequence[uuid.UUID]
-    ) -> tuple[AnyRow | None, dict[uuid.UUID, AnyRow]]:
-        """The event and the requested tiers of it, read in one round trip (no locks)."""
-        rows = (
-            await self.session.execute(
-                _TIERS_FOR_HOLD, {"event_id": event_id, "type_ids": list(type_ids)}
-            )
-        ).all()
-        if not rows:
-            return None, {}
-        return rows[0], {r.id: r for r in rows if r.id is not None}
-
-    async def place(
-        self,
-        *,
-        buyer_id: uuid.UUID,
-        event_id: uuid.UUID,
-        total: int,
-        ttl: timedelta,
-        lines: Sequence[tuple[uuid.UUID, str, int, int]],
-        max_pending: int,
-        max_tickets: int,
-    ) -> AnyRow:
-        """The new pending order's row, with its items and holds, in one statement
-        (`tiketi_place_order`): the buyer's caps checked under their row lock, then one
-        conditional UPDATE per tier, in id order. Raises `PlacementRefused`; a refusal leaves
-        nothing behind."""
-        try:
-            result = await self.session.execute(
-                _PLACE_ORDER,
-                {
-                    "order_id": uuid.uuid4(),
-                    "buyer_id": buyer_id,
-                    "event_id": event_id,
-                    "total": total,
-                    "ttl": ttl,
-                    "type_ids": [type_id for type_id, _, _, _ in lines],
-                    "names": [name for _, name, _, _ in lines],
-                    "quantities": [quantity for _, _, quantity, _ in lines],
-                    "prices": [price for _, _, _, price in lines],
-                    "max_pending": max_pending,
-                    "max_tickets": max_tickets,
-                },
-            )
-        except DBAPIError as error:
-            reason = _REFUSALS.get(sqlstate(error) or "")
-            if reason is None:
-                raise
-            cause = getattr(error.orig, "__cause__", None)
-            raise PlacementRefused(reason, str(getattr(cause, "detail", "") or "")) from None
-        return result.one()
 
     # -- settling --------------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from tiketi.auth.dependencies import CurrentUser
+from tiketi.auth.dependencies import CallerClaims, CurrentUser
 from tiketi.core.errors import problem_responses
-from tiketi.core.idempotency import run_idempotent
+from tiketi.core.idempotency import IdempotencyKeyHeader
 from tiketi.core.pagination import CursorQuery, LimitQuery, Page
-from tiketi.orders.dependencies import OrderServiceDep, PlacementKey
+from tiketi.orders.dependencies import OrderPlacementDep, OrderServiceDep
 from tiketi.orders.schemas import OrderCreate, OrderRead
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -23,21 +23,13 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 )
 async def place_order(
     body: OrderCreate,
-    idempotency_key: PlacementKey,
-    user: CurrentUser,
-    orders: OrderServiceDep,
+    caller: CallerClaims,
+    placement: OrderPlacementDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Hold tickets until `expires_at` (pay with POST /payments/mpesa); free orders come
     back paid, with their tickets."""
-    status, payload, replayed = await run_idempotent(
-        orders.session,
-        user_id=user.id,
-        key=idempotency_key,
-        scope="POST /orders",
-        request=body,
-        status=201,
-        work=lambda: orders.place(user, body, own_transaction=idempotency_key is None),
-    )
+    status, payload, replayed = await placement.place(caller, body, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(payload, status_code=status, headers=headers)
 

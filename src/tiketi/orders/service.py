@@ -3,16 +3,21 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from tiketi.auth.dependencies import is_admin
+from tiketi.auth.exceptions import InvalidAccessToken
+from tiketi.auth.service import AuthService
+from tiketi.core.database import ConnectionQueue
+from tiketi.core.errors import TiketiError
+from tiketi.core.idempotency import run_idempotent
+from tiketi.core.security import AccessClaims, TokenCodec
 from tiketi.core.settings import Settings
 from tiketi.events.exceptions import EventNotFound
-from tiketi.events.models import EventStatus
 from tiketi.orders.exceptions import (
     InvalidOrderItems,
     LimitExceeded,
@@ -22,7 +27,7 @@ from tiketi.orders.exceptions import (
     SoldOut,
 )
 from tiketi.orders.models import OrderStatus
-from tiketi.orders.repository import OrderRepository, PlacementRefused
+from tiketi.orders.repository import OrderRepository, Placement, PlacementRefused, place_order
 from tiketi.orders.schemas import OrderCreate, OrderItemRead, OrderRead
 from tiketi.orders.sold_out import SoldOutTiers
 from tiketi.tickets.repository import TicketRepository
@@ -30,10 +35,187 @@ from tiketi.tickets.service import fulfil_paid_order, ticket_view
 from tiketi.users.models import User
 
 
-def _window_open(tier: Row[Any], now: datetime) -> bool:
-    if tier.sales_start is not None and now < tier.sales_start:
-        return False
-    return not (tier.sales_end is not None and now >= tier.sales_end)
+async def hold(
+    conn: AsyncConnection,
+    settings: Settings,
+    sold_out: SoldOutTiers | None,
+    *,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    token_version: int,
+    data: OrderCreate,
+    allow_free: bool,
+) -> Placement:
+    """Place the order in one statement (`repository.place_order`); a refusal becomes the
+    API's error, except a free order refused for want of `allow_free` (PlacementRefused)."""
+    try:
+        return await place_order(
+            conn,
+            order_id=order_id,
+            buyer_id=buyer_id,
+            token_version=token_version,
+            event_id=data.event_id,
+            lines=[(line.ticket_type_id, line.quantity) for line in data.items],
+            ttl=timedelta(seconds=settings.hold_ttl_seconds),
+            max_pending=settings.max_pending_orders_per_user,
+            max_tickets=settings.max_tickets_per_event_per_user,
+            allow_free=allow_free,
+        )
+    except PlacementRefused as refusal:
+        if refusal.reason == "free_order":
+            raise
+        raise refusal_error(refusal, settings, sold_out, data.event_id) from None
+
+
+def refusal_error(
+    refusal: PlacementRefused,
+    settings: Settings,
+    sold_out: SoldOutTiers | None,
+    event_id: uuid.UUID,
+) -> TiketiError:
+    """The API's answer to what `tiketi_place_order` refused. A tier seen with nothing left
+    is remembered for the sold-out fast path."""
+    facts = refusal.facts
+    name = str(facts.get("name", "This tier"))
+    match refusal.reason:
+        case "token_revoked":
+            return InvalidAccessToken("The access token has been revoked")
+        case "account_deactivated":
+            return InvalidAccessToken("This account is deactivated")
+        case "event_not_found":
+            return EventNotFound()
+        case "event_not_on_sale" if refusal.detail == "started":
+            return NotOnSale("This event has already started; tickets are no longer on sale")
+        case "event_not_on_sale":
+            return NotOnSale(f"This event is {refusal.detail}; tickets are not on sale")
+        case "not_in_event":
+            return InvalidOrderItems(f"Ticket type {refusal.detail} is not part of this event")
+        case "over_max_per_order":
+            return InvalidOrderItems(f"At most {facts['max_per_order']} {name} tickets per order")
+        case "not_on_sale":
+            return NotOnSale(f"{name} tickets are not on sale now")
+        case "pending_orders":
+            return LimitExceeded(
+                f"You already have {refusal.detail} unpaid orders; pay or cancel one first"
+            )
+        case "tickets_per_event":
+            return LimitExceeded(
+                f"At most {settings.max_tickets_per_event_per_user} tickets per person may be"
+                f" held for one event (you hold {refusal.detail})"
+            )
+    available = facts.get("available")
+    if sold_out is not None and available is not None and available <= 0:
+        sold_out.remember(
+            event_id=event_id,
+            tier_id=uuid.UUID(str(facts["tier"])),
+            name=name,
+            max_per_order=int(facts["max_per_order"]),
+        )
+    return sold_out_error(name, available)
+
+
+def sold_out_error(name: str, available: int | None) -> SoldOut:
+    if not available:
+        return SoldOut(f"{name} is sold out", extra={"ticket_type": name})
+    return SoldOut(
+        f"Only {available} {name} tickets are left",
+        extra={"ticket_type": name, "available": available},
+    )
+
+
+def pending_order_view(order_id: uuid.UUID, data: OrderCreate, placement: Placement) -> OrderRead:
+    return OrderRead(
+        id=order_id,
+        event_id=data.event_id,
+        status=OrderStatus.pending.value,
+        total=placement.total,
+        expires_at=placement.expires_at,
+        created_at=placement.created_at,
+        paid_at=None,
+        items=[
+            OrderItemRead(
+                ticket_type_id=line.ticket_type_id,
+                name=name,
+                quantity=line.quantity,
+                unit_price=price,
+            )
+            for line, name, price in zip(data.items, placement.names, placement.prices, strict=True)
+        ],
+        tickets=[],
+    )
+
+
+class OrderPlacement:
+    """`POST /orders`: hold tickets for the caller, every line or none, never beyond capacity.
+
+    Without an `Idempotency-Key`, the common case, a hold costs the access token's signature
+    check here and one autocommit statement (`tiketi_place_order` checks the caller's user row
+    too), on a connection taken in turn like every request's. An order for tiers this process
+    has just seen sold out is answered from memory (`SoldOutTiers`) before any of that: a
+    token revoked in the last moments then hears "sold out" rather than 401, which tells it
+    nothing the public event page does not.
+
+    With a key, or for a free order (paid at once: its tickets are issued in the hold's
+    transaction), the caller's user is read first, and the placement, the tickets and the
+    stored response share one transaction.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        queue: ConnectionQueue,
+        settings: Settings,
+        codec: TokenCodec,
+        sold_out: SoldOutTiers | None,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.queue = queue
+        self.settings = settings
+        self.codec = codec
+        self.sold_out = sold_out
+
+    async def place(
+        self, caller: AccessClaims, data: OrderCreate, idempotency_key: str | None
+    ) -> tuple[int, dict[str, Any], bool]:
+        """(status, JSON body, replayed?) of the placement."""
+        if idempotency_key is None:
+            if self.sold_out is not None:
+                requested = [(line.ticket_type_id, line.quantity) for line in data.items]
+                if known := self.sold_out.answer(data.event_id, requested):
+                    raise sold_out_error(known.name, 0)
+            order_id = uuid.uuid4()
+            try:
+                async with self.queue.turn(), self.engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    placement = await hold(
+                        conn,
+                        self.settings,
+                        self.sold_out,
+                        order_id=order_id,
+                        buyer_id=caller.user_id,
+                        token_version=caller.token_version,
+                        data=data,
+                        allow_free=False,
+                    )
+                view = pending_order_view(order_id, data, placement)
+                return 201, view.model_dump(mode="json"), False
+            except PlacementRefused:
+                pass  # a free order: placed below, in a transaction that issues its tickets
+        async with self.queue.turn(), self.sessionmaker() as session, session.begin():
+            buyer = await AuthService(session, self.settings, self.codec).user_for(caller)
+            orders = OrderService(session, self.settings, self.sold_out)
+            return await run_idempotent(
+                session,
+                user_id=buyer.id,
+                key=idempotency_key,
+                scope="POST /orders",
+                request=data,
+                status=201,
+                work=lambda: orders.place(buyer, data),
+            )
 
 
 async def settle_event_cancellation(session: AsyncSession, event_id: uuid.UUID) -> None:
@@ -58,117 +240,25 @@ class OrderService:
         self.orders = OrderRepository(session)
         self.tickets = TicketRepository(session)
 
-    async def place(
-        self, buyer: User, data: OrderCreate, *, own_transaction: bool = False
-    ) -> OrderRead:
-        """Hold tickets for `buyer`: every line or none, never beyond capacity.
-
-        Validation and the sold-out fast path read without locks; the write (caps, order,
-        items, one conditional UPDATE per tier in id order) is one statement. With
-        `own_transaction` the session is in autocommit (`get_placement_key`) and that
-        statement commits on the server the moment it ends: the hot ticket row is not kept
-        locked while this process gets round to sending COMMIT.
-        """
-        if self.sold_out is not None:
-            requested = [(line.ticket_type_id, line.quantity) for line in data.items]
-            if known := self.sold_out.answer(data.event_id, requested):
-                raise self._sold_out(known.name, 0)
-        now = datetime.now(UTC)
-        ids = [line.ticket_type_id for line in data.items]
-        event, tiers = await self.orders.tiers_for_hold(data.event_id, ids)
-        if event is None or event.event_status == EventStatus.draft.value:
-            raise EventNotFound()
-        if event.event_status != EventStatus.published.value:
-            raise NotOnSale(f"This event is {event.event_status}; tickets are not on sale")
-        if event.starts_at <= now:
-            raise NotOnSale("This event has already started; tickets are no longer on sale")
-
-        lines: list[tuple[uuid.UUID, str, int, int]] = []
-        for line in data.items:
-            tier = tiers.get(line.ticket_type_id)
-            if tier is None:
-                raise InvalidOrderItems(
-                    f"Ticket type {line.ticket_type_id} is not part of this event"
-                )
-            if line.quantity > tier.max_per_order:
-                raise InvalidOrderItems(
-                    f"At most {tier.max_per_order} {tier.name} tickets per order"
-                )
-            if not _window_open(tier, now):
-                raise NotOnSale(f"{tier.name} tickets are not on sale now")
-            if tier.available < line.quantity:
-                if tier.available <= 0 and self.sold_out is not None:
-                    self.sold_out.remember(
-                        event_id=data.event_id,
-                        tier_id=tier.id,
-                        name=tier.name,
-                        max_per_order=tier.max_per_order,
-                    )
-                raise self._sold_out(tier.name, tier.available)
-            lines.append((tier.id, tier.name, line.quantity, tier.price))
-
-        total = sum(q * price for _, _, q, price in lines)
-        if own_transaction and total == 0:
-            # A free order is paid in the same transaction as its hold: leave autocommit.
-            await self.session.commit()
-            await self.session.connection(execution_options={"isolation_level": "READ COMMITTED"})
-        try:
-            order = await self.orders.place(
-                buyer_id=buyer.id,
-                event_id=data.event_id,
-                total=total,
-                lines=lines,
-                ttl=timedelta(seconds=self.settings.hold_ttl_seconds),
-                max_pending=self.settings.max_pending_orders_per_user,
-                max_tickets=self.settings.max_tickets_per_event_per_user,
-            )
-        except PlacementRefused as refusal:
-            raise self._refusal(refusal, lines) from None
-        if total == 0:
-            await self.issue_tickets(order.id)
-            return await self._read(order.id)
-        return OrderRead(
-            id=order.id,
-            event_id=order.event_id,
-            status=order.status,
-            total=order.total,
-            expires_at=order.expires_at,
-            created_at=order.created_at,
-            paid_at=None,
-            items=[
-                OrderItemRead(ticket_type_id=t, name=n, quantity=q, unit_price=p)
-                for t, n, q, p in lines
-            ],
-            tickets=[],
+    async def place(self, buyer: User, data: OrderCreate) -> OrderRead:
+        """Hold tickets for `buyer` in the session's transaction: every line or none, never
+        beyond capacity. A free order comes back paid, with its tickets, from the same
+        transaction. (The API's own path is `OrderPlacement.place`.)"""
+        order_id = uuid.uuid4()
+        placement = await hold(
+            await self.session.connection(),
+            self.settings,
+            self.sold_out,
+            order_id=order_id,
+            buyer_id=buyer.id,
+            token_version=buyer.token_version,
+            data=data,
+            allow_free=True,
         )
-
-    @staticmethod
-    def _sold_out(name: str, available: int | None) -> SoldOut:
-        if not available:
-            return SoldOut(f"{name} is sold out", extra={"ticket_type": name})
-        return SoldOut(
-            f"Only {available} {name} tickets are left",
-            extra={"ticket_type": name, "available": available},
-        )
-
-    def _refusal(
-        self, refusal: PlacementRefused, lines: list[tuple[uuid.UUID, str, int, int]]
-    ) -> LimitExceeded | SoldOut | NotOnSale:
-        """The API's answer to what `tiketi_place_order` refused (anti-hoarding caps first)."""
-        if refusal.reason == "pending_orders":
-            return LimitExceeded(
-                f"You already have {refusal.detail} unpaid orders; pay or cancel one first"
-            )
-        if refusal.reason == "tickets_per_event":
-            cap = self.settings.max_tickets_per_event_per_user
-            return LimitExceeded(
-                f"At most {cap} tickets per person may be held for one event"
-                f" (you hold {refusal.detail})"
-            )
-        name = next((n for t, n, _, _ in lines if str(t) == refusal.detail), "This tier")
-        if refusal.reason == "not_on_sale":
-            return NotOnSale(f"{name} tickets are not on sale now")
-        return self._sold_out(name, None)
+        if placement.total == 0:
+            await self.issue_tickets(order_id)
+            return await self._read(order_id)
+        return pending_order_view(order_id, data, placement)
 
     async def issue_tickets(self, order_id: uuid.UUID) -> bool:
         """Settle a pending order: paid, holds become sales, one ticket per admission.
