@@ -4,13 +4,22 @@ soon as capacity comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.factories import Account, make_account, make_buyers, make_event, place_order, tiers_of
+from tests.factories import (
+    Account,
+    counters,
+    make_account,
+    make_buyers,
+    make_event,
+    place_order,
+    tiers_of,
+)
 from tiketi.events.models import Event, TicketType
 from tiketi.orders.sold_out import SoldOutTiers
 from tiketi.users.models import Role
@@ -85,6 +94,31 @@ async def test_only_what_the_database_would_also_refuse(
     mixed = await place_order(client, headers, event.id, [(regular.id, 1), (vip.id, 1)])
     assert (mixed.status_code, mixed.json()["code"]) == (409, "sold_out")
     assert memory.hits == hits
+
+
+async def test_requests_waiting_for_a_connection_are_answered_once_the_tier_sold_out(
+    app: FastAPI, client: httpx.AsyncClient, event: Event, memory: SoldOutTiers
+) -> None:
+    """In a flash sale most requests that queue for a connection ask for the tier that sells
+    out meanwhile: each is answered from memory when its turn comes, without a statement (a
+    statement each made them wait seconds behind later requests answered at once)."""
+    regular = (await tiers_of(app, event.id))[1]
+    buyers = await make_buyers(app, 3)
+    settings = app.state.settings
+    async with contextlib.AsyncExitStack() as pool_busy:
+        for _ in range(settings.db_pool_size + settings.db_max_overflow):
+            await pool_busy.enter_async_context(app.state.connection_queue.turn())
+        waiting = [
+            asyncio.create_task(place_order(client, headers, event.id, [(regular.id, 1)]))
+            for _, headers in buyers
+        ]
+        await asyncio.sleep(0.3)
+        assert not any(task.done() for task in waiting)
+        # The tier is remembered sold out (it is not: only memory can answer 409 here).
+        memory.remember(event_id=event.id, tier_id=regular.id, name="Regular", max_per_order=4)
+    answers = await asyncio.gather(*waiting)
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(409, "sold_out")] * 3
+    assert (await counters(app, regular.id))[1:] == (0, 0)
 
 
 async def test_released_tickets_are_sold_again_at_once(

@@ -177,29 +177,36 @@ class OrderPlacement:
         self.codec = codec
         self.sold_out = sold_out
 
+    def _refuse_if_known_sold_out(self, data: OrderCreate) -> None:
+        if self.sold_out is not None:
+            requested = [(line.ticket_type_id, line.quantity) for line in data.items]
+            if known := self.sold_out.answer(data.event_id, requested):
+                raise sold_out_error(known.name, 0)
+
     async def place(
         self, caller: AccessClaims, data: OrderCreate, idempotency_key: str | None
     ) -> tuple[int, dict[str, Any], bool]:
         """(status, JSON body, replayed?) of the placement."""
         if idempotency_key is None:
-            if self.sold_out is not None:
-                requested = [(line.ticket_type_id, line.quantity) for line in data.items]
-                if known := self.sold_out.answer(data.event_id, requested):
-                    raise sold_out_error(known.name, 0)
+            self._refuse_if_known_sold_out(data)
             order_id = uuid.uuid4()
             try:
-                async with self.queue.turn(), self.engine.connect() as conn:
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    placement = await hold(
-                        conn,
-                        self.settings,
-                        self.sold_out,
-                        order_id=order_id,
-                        buyer_id=caller.user_id,
-                        token_version=caller.token_version,
-                        data=data,
-                        allow_free=False,
-                    )
+                async with self.queue.turn():
+                    # In a flash sale most requests still waiting here when the tier sells out
+                    # ask for it: they are answered now, not after a statement each.
+                    self._refuse_if_known_sold_out(data)
+                    async with self.engine.connect() as conn:
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        placement = await hold(
+                            conn,
+                            self.settings,
+                            self.sold_out,
+                            order_id=order_id,
+                            buyer_id=caller.user_id,
+                            token_version=caller.token_version,
+                            data=data,
+                            allow_free=False,
+                        )
                 view = pending_order_view(order_id, data, placement)
                 return 201, view.model_dump(mode="json"), False
             except PlacementRefused:
