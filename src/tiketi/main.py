@@ -49,6 +49,19 @@ Errors are `application/problem+json` with a stable `code`. Lists are keyset-pag
 """
 
 
+OPENAPI_TAGS = [
+    {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "auth", "description": "Sign in (OAuth2 password flow), refresh, sign out."},
+    {"name": "users", "description": "Accounts: register, your profile, admin user management."},
+    {"name": "categories", "description": "Event categories."},
+    {"name": "events", "description": "Events and their ticket tiers; live availability (SSE)."},
+    {"name": "orders", "description": "Hold tickets, read and cancel your orders."},
+    {"name": "tickets", "description": "Your tickets, their QR codes, gate check-in."},
+    {"name": "payments", "description": "M-Pesa STK push and Daraja's callbacks."},
+    {"name": "search", "description": "Full-text search with filters over published events."},
+]
+
+
 def operation_id(route: APIRoute) -> str:
     """Stable `<tag>-<function>` ids, so generated clients get readable method names."""
     tag = str(route.tags[0]) if route.tags else "default"
@@ -99,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
         responses=problem_responses(400, 422),
+        openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -111,16 +125,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
 
+    # Routes are matched in this order, one pattern after another: the busiest first (a
+    # sold-out answer in a flash sale spent 17% of its CPU matching when /orders came 7th).
+    # The documentation's order is OPENAPI_TAGS'.
+    app.include_router(orders_router)
+    app.include_router(payments_router)
+    app.include_router(events_router)
+    app.include_router(events_stream_router)
+    app.include_router(search_router)
+    app.include_router(tickets_router)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(categories_router)
-    app.include_router(events_router)
-    app.include_router(events_stream_router)
-    app.include_router(orders_router)
-    app.include_router(tickets_router)
-    app.include_router(payments_router)
-    app.include_router(search_router)
 
     if settings.cors_origins:
         app.add_middleware(
