@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
+        # The same pool, each connection in autocommit while checked out (set and reset
+        # without a round trip): for requests whose work is one statement (a search, a hold).
+        app.state.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.connection_queue = ConnectionQueue.from_settings(settings)
         availability = AvailabilityBroadcaster.from_settings(settings, app.state.sessionmaker)

@@ -20,7 +20,7 @@ async def get_order_placement(request: Request) -> OrderPlacement:
     """`POST /orders` takes its connection itself (no request session): see OrderPlacement."""
     state = request.app.state
     return OrderPlacement(
-        engine=state.engine,
+        autocommit_engine=state.autocommit_engine,
         sessionmaker=state.sessionmaker,
         queue=state.connection_queue,
         settings=state.settings,

@@ -163,14 +163,14 @@ class OrderPlacement:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        autocommit_engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         queue: ConnectionQueue,
         settings: Settings,
         codec: TokenCodec,
         sold_out: SoldOutTiers | None,
     ) -> None:
-        self.engine = engine
+        self.autocommit_engine = autocommit_engine
         self.sessionmaker = sessionmaker
         self.queue = queue
         self.settings = settings
@@ -195,8 +195,7 @@ class OrderPlacement:
                     # In a flash sale most requests still waiting here when the tier sells out
                     # ask for it: they are answered now, not after a statement each.
                     self._refuse_if_known_sold_out(data)
-                    async with self.engine.connect() as conn:
-                        await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    async with self.autocommit_engine.connect() as conn:
                         placement = await hold(
                             conn,
                             self.settings,

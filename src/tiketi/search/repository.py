@@ -56,7 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.util import ClauseAdapter
 
 from tiketi.events.models import Category, Event, EventStatus, TicketType
@@ -269,7 +269,10 @@ class _Shape:
 
 
 class SearchRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    """Runs on a session or a bare connection (the route's, in autocommit): it only needs
+    `execute`."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.session = session
 
     async def search(

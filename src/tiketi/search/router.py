@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from tiketi.core.database import ReadSessionDep
+from tiketi.core.database import ConnectionQueue
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
 from tiketi.events.schemas import EventSummary
@@ -16,19 +16,8 @@ from tiketi.search.service import SearchService
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-async def get_search_service(session: ReadSessionDep) -> SearchService:
-    # async: a plain `def` dependency runs in FastAPI's threadpool on every request.
-    # Autocommit: a search only reads, so no BEGIN/COMMIT round trips around its statement.
-    return SearchService(session)
-
-
-SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
-
-
 @router.get("", response_model=Page[EventSummary], responses=problem_responses(422))
-async def search_events(
-    params: Annotated[SearchParams, Query()], search: SearchServiceDep
-) -> Response:
+async def search_events(params: Annotated[SearchParams, Query()], request: Request) -> Response:
     """Search published events that have not ended.
 
     With `q`: full text over title, tags, category, venue, city and description, ranked by
@@ -38,6 +27,13 @@ async def search_events(
     combine with AND. Prices are compared with the cheapest ticket on sale. Pages follow
     `next_cursor`, which only works with the same parameters.
     """
-    items, next_cursor = await search.search(params)
+    # One Core connection for the one statement, not the request session (get_session): an
+    # ORM session's dependencies, transaction bookkeeping and commit cost more CPU than the
+    # rest of the request's Python (docs/search.md, "No request session"). It takes its turn
+    # for the pool like the request session does (ConnectionQueue).
+    state = request.app.state
+    queue: ConnectionQueue = state.connection_queue
+    async with queue.turn(), state.autocommit_engine.connect() as connection:
+        items, next_cursor = await SearchService(connection).search(params)
     # The JSON of Page[EventSummary], encoded from the items as they are (no models).
     return Response(encode_page(items, next_cursor), media_type="application/json")

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from tiketi.events.service import utcnow
@@ -81,7 +81,7 @@ def _end_bound(value: datetime | date | None) -> datetime | None:
 
 
 class SearchService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.repository = SearchRepository(session)
 
     async def search(self, params: SearchParams) -> tuple[list[SearchItem], str | None]:
