@@ -156,19 +156,3 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens when the handler returns, before the response is sent,
 # so a failing commit becomes an error response instead of a lie.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-async def run_in_autocommit(session: AsyncSession) -> None:
-    """From now on each statement of `session` commits on its own: no BEGIN/COMMIT round trips.
-    For requests that only read, or whose one write is a single statement; must be called
-    before the session first touches the database."""
-    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
-async def get_read_session(session: SessionDep) -> AsyncSession:
-    await run_in_autocommit(session)
-    return session
-
-
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
-"""The request's session in autocommit, for handlers that only read."""
