@@ -1,7 +1,10 @@
 """Engine, metadata conventions and the request-scoped session.
 
 One transaction per request: `get_session` yields a session, commits once after the handler
-returned and rolls back if anything raised. Services and repositories only `flush()`.
+returned and rolls back if anything raised. Services and repositories only `flush()`. Routes
+whose whole work is one statement (`POST /orders` without an Idempotency-Key, `GET /search`)
+take a connection of `app.state.autocommit_engine` in their turn (`ConnectionQueue`) instead:
+no session, the statement commits on its own.
 """
 
 from __future__ import annotations
