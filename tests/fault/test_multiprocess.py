@@ -128,7 +128,38 @@ def cluster_nodes(
 async def cluster(cluster_url: str, cluster_nodes: list[ManagedProcess]) -> AsyncIterator[Cluster]:
     app = create_app(make_settings(cluster_url))
     async with app.router.lifespan_context(app):
-        yield Cluster(app, cluster_url, cluster_nodes)
+        cluster = Cluster(app, cluster_url, cluster_nodes)
+        await _warm_up(cluster)
+        yield cluster
+
+
+async def _warm_up(cluster: Cluster) -> None:
+    """Every process opens its whole database pool and prepares the hold on each connection,
+    so a race below starts with both processes ready: a process's first holds (new
+    connections, first statements) take longer than a warm process needs to sell out a small
+    tier — on a busy CI machine one process once sold all 50 tickets before the other had
+    answered any, and "both processes sold" failed while nothing was wrong."""
+    organizer = await make_user(cluster.app, role=Role.organizer)
+    event = await make_event(
+        cluster.app, organizer, tiers=[{"name": "Warm-up", "price": 100, "quantity": 1000}]
+    )
+    tier = (await tiers_of(cluster.app, event.id))[0]
+    per_node = 20  # more than a process's pool (db_pool_size + db_max_overflow)
+    buyers = await make_buyers(cluster.app, per_node * len(cluster.nodes))
+    clients = cluster.clients()
+    try:
+        responses = await asyncio.gather(
+            *(
+                place_order(client, headers, event.id, [(tier.id, 1)])
+                for (_, headers), client in zip(buyers, itertools.cycle(clients))
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert [r.status_code for r in responses] == [201] * len(responses), [
+        r.text for r in responses if r.status_code != 201
+    ]
 
 
 def _job_rows(node: ManagedProcess, job: str) -> int:
