@@ -15,6 +15,15 @@ from typing import Any
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 
+@dataclass(frozen=True)
+class CapturedSql:
+    sql: str
+    args: tuple[Any, ...]
+
+
+_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
 class _EmptyResult:
     """Enough of a SQLAlchemy Result for repositories that got no rows."""
 
@@ -38,10 +47,13 @@ class _EmptyResult:
 
 
 class RecordingSession:
-    """Stands in for an AsyncSession: records each statement, answers with no rows."""
+    """Stands in for an AsyncSession or AsyncConnection: records each statement (a statement
+    object with its values, or SQL text with its arguments as a repository already compiled
+    it for the driver), answers with no rows."""
 
     def __init__(self) -> None:
-        self.statements: list[tuple[Any, dict[str, Any] | None]] = []
+        self.statements: list[tuple[Any, dict[str, Any] | None] | CapturedSql] = []
+        self.dialect = _DIALECT
 
     async def execute(self, statement: Any, params: Any = None, **_: Any) -> _EmptyResult:
         if params is not None and not isinstance(params, dict):
@@ -49,14 +61,11 @@ class RecordingSession:
         self.statements.append((statement, params))
         return _EmptyResult()
 
-
-@dataclass(frozen=True)
-class CapturedSql:
-    sql: str
-    args: tuple[Any, ...]
-
-
-_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+    async def exec_driver_sql(self, sql: str, params: Any = ()) -> _EmptyResult:
+        if not isinstance(params, tuple):
+            raise NotImplementedError("only positional arguments are captured")
+        self.statements.append(CapturedSql(sql=sql, args=params))
+        return _EmptyResult()
 
 
 def compile_statement(statement: Any, values: dict[str, Any] | None = None) -> CapturedSql:
@@ -82,4 +91,7 @@ async def capture(work: Callable[[RecordingSession], Awaitable[object]]) -> list
     """Run `work(session)` against a recording session; the statements it tried, compiled."""
     session = RecordingSession()
     await work(session)
-    return [compile_statement(s, values) for s, values in session.statements]
+    return [
+        entry if isinstance(entry, CapturedSql) else compile_statement(*entry)
+        for entry in session.statements
+    ]

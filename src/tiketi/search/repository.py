@@ -22,7 +22,7 @@ filter on an InitPlan), so deciding on the fallback costs no extra round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -55,8 +55,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.util import ClauseAdapter
 
 from tiketi.events.models import Category, Event, EventStatus, TicketType
@@ -243,10 +244,9 @@ def _value(expression: ColumnElement[Any]) -> ColumnElement[Any]:
 
 @dataclass(frozen=True)
 class _Shape:
-    """Everything that changes the SQL text of a page; values are bound at execution. One
-    statement object per shape is built once and reused (`_statement`), which spares each
-    request building it and computing its cache key: a search costs little more in Python
-    than the same SQL sent by hand."""
+    """Everything that changes the SQL text of a page; values are bound at execution. Each
+    shape's statement is built and compiled once (`_statement`, `_compiled`): a search costs
+    little more in Python than the same SQL sent by hand."""
 
     sort: SearchSort
     modes: tuple[MatchMode, ...]
@@ -345,7 +345,13 @@ class SearchRepository:
         if shape.window and window_end is not None:
             values["window_starts_at"], values["window_id"] = window_end
 
-        result = await self.session.execute(_statement(shape), values)
+        connection = (
+            await self.session.connection()
+            if isinstance(self.session, AsyncSession)
+            else self.session
+        )
+        compiled = _compiled(shape, connection.dialect)
+        result = await connection.exec_driver_sql(compiled.sql, compiled.arguments(values))
         rows = list(result.all())
         chosen = modes[0]
         if len(modes) > 1:
@@ -360,6 +366,59 @@ class SearchRepository:
         return SearchPage(
             rows=rows[:limit], mode=chosen, has_more=len(rows) > limit, window_end=window_end
         )
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A shape's statement as the driver receives it: the SQL text with `$n` placeholders and
+    how to fill them. Executing this (`exec_driver_sql`) rather than the statement object
+    spares every search SQLAlchemy's per-execution work on a statement this big: hashing its
+    cache key for the compiled-statement cache, collecting the bound values from the whole
+    tree, and converting result columns one by one (together ~10% of a search's CPU)."""
+
+    sql: str
+    names: tuple[str, ...]  # the value of `$n` is the one named names[n - 1]
+    constants: dict[str, Any]  # values fixed in the statement itself (literals of the SQL)
+    processors: dict[str, Callable[[Any], Any]]  # the dialect's conversions of bound values
+
+    def arguments(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        arguments = []
+        for name in self.names:
+            value = values[name] if name in values else self.constants[name]
+            processor = self.processors.get(name)
+            arguments.append(value if processor is None else processor(value))
+        return tuple(arguments)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(shape: _Shape, dialect: Dialect) -> _Compiled:
+    compiled = _statement(shape).compile(dialect=dialect)
+    if compiled.positiontup is None:  # pragma: no cover - asyncpg's style is positional
+        raise RuntimeError(f"{dialect.name} does not bind by position")
+    # Every bound value a search passes is required (the request's, by name); the others are
+    # the statement's own literals.
+    required = {name for bind, name in compiled.bind_names.items() if bind.required}
+    return _Compiled(
+        sql=compiled.string,
+        names=tuple(compiled.positiontup),
+        constants={
+            name: value
+            for name, value in compiled.construct_params(_check=False).items()
+            if name not in required
+        },
+        processors=_processors(compiled),
+    )
+
+
+def _processors(compiled: SQLCompiler) -> dict[str, Callable[[Any], Any]]:
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for name, processor in compiled._bind_processors.items():
+        if processor is None:
+            continue
+        if not callable(processor):  # pragma: no cover - tuple values (IN) are not bound here
+            raise RuntimeError(f"{name}: a processor per element is not supported")
+        processors[name] = processor
+    return processors
 
 
 _NOW = bindparam("now", type_=DateTime(timezone=True))
