@@ -208,10 +208,21 @@ async def run(ctx: Context) -> ScenarioResult:
     )
 
     seconds = ctx.pick(8.0, 25.0)
-    rounds = ctx.pick(1, 2)
+    # On a shared 2-core box one 25 s window of either side moves by ±10% with the machine;
+    # four rounds, the side measured first alternating, give the medians something to settle.
+    rounds = ctx.pick(1, 4)
     ours, theirs = [], []
     per_shape: list[list[float]] = [[] for _ in shapes]
-    for _ in range(rounds):
+
+    async def query(i: int) -> str:
+        shape = i % len(statements)
+        statement = statements[shape]
+        started = time.perf_counter()
+        await pool.fetch(statement.sql, *statement.args)
+        per_shape[shape].append(time.perf_counter() - started)
+        return "ok"
+
+    async def measure_ours() -> None:
         await checkpoint(dsn)
         measured = await measure_http(
             api,
@@ -223,14 +234,7 @@ async def run(ctx: Context) -> ScenarioResult:
         )
         ours.append(measured)
 
-        async def query(i: int) -> str:
-            shape = i % len(statements)
-            statement = statements[shape]
-            started = time.perf_counter()
-            await pool.fetch(statement.sql, *statement.args)
-            per_shape[shape].append(time.perf_counter() - started)
-            return "ok"
-
+    async def measure_theirs() -> None:
         await run_calls(
             query, concurrency=CONCURRENCY, total=10_000_000, max_seconds=ctx.pick(1.0, 4.0)
         )
@@ -238,6 +242,12 @@ async def run(ctx: Context) -> ScenarioResult:
         theirs.append(
             await run_calls(query, concurrency=CONCURRENCY, total=10_000_000, max_seconds=seconds)
         )
+
+    for n in range(rounds):
+        for measure in (
+            (measure_ours, measure_theirs) if n % 2 == 0 else (measure_theirs, measure_ours)
+        ):
+            await measure()
 
     paced_seconds = ctx.pick(12.0, 30.0)
     paced_total = int(PACED_RATE * paced_seconds)
