@@ -29,10 +29,12 @@ PAYERS = 4
 
 
 async def _refused(url: str) -> bool:
+    """A new connection gets no answer: refused outright, or (when it reached the listen
+    backlog just as the server closed its socket) closed or reset before any response."""
     try:
         async with httpx.AsyncClient(timeout=2) as fresh:
             await fresh.get(url)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
         return True
     return False
 
