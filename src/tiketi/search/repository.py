@@ -56,7 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.engine import Dialect, Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -269,11 +269,10 @@ class _Shape:
 
 
 class SearchRepository:
-    """Runs on a session or a bare connection (the route's, in autocommit): it only needs
-    `execute`."""
+    """Runs on a bare connection (the route's, in autocommit): a page is one statement."""
 
-    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
 
     async def search(
         self,
@@ -345,13 +344,8 @@ class SearchRepository:
         if shape.window and window_end is not None:
             values["window_starts_at"], values["window_id"] = window_end
 
-        connection = (
-            await self.session.connection()
-            if isinstance(self.session, AsyncSession)
-            else self.session
-        )
-        compiled = _compiled(shape, connection.dialect)
-        result = await connection.exec_driver_sql(compiled.sql, compiled.arguments(values))
+        compiled = _compiled(shape, self.connection.dialect)
+        result = await self.connection.exec_driver_sql(compiled.sql, compiled.arguments(values))
         rows = list(result.all())
         chosen = modes[0]
         if len(modes) > 1:

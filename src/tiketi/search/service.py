@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from tiketi.events.service import utcnow
@@ -81,8 +81,8 @@ def _end_bound(value: datetime | date | None) -> datetime | None:
 
 
 class SearchService:
-    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.repository = SearchRepository(session)
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.repository = SearchRepository(connection)
 
     async def search(self, params: SearchParams) -> tuple[list[SearchItem], str | None]:
         """Published events that have not ended, matching the query and every filter.
