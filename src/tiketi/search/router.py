@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from tiketi.core.database import ConnectionQueue
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
+from tiketi.core.routing import QueryModelRoute
 from tiketi.events.schemas import EventSummary
 from tiketi.search.schemas import SearchParams, encode_page
 from tiketi.search.service import SearchService
 
-router = APIRouter(prefix="/search", tags=["search"])
+router = APIRouter(prefix="/search", tags=["search"], route_class=QueryModelRoute)
 
 
 @router.get("", response_model=Page[EventSummary], responses=problem_responses(422))
