@@ -47,9 +47,9 @@ class _EmptyResult:
 
 
 class RecordingSession:
-    """Stands in for an AsyncSession or AsyncConnection: records each statement (a statement
-    object with its values, or SQL text with its arguments as a repository already compiled
-    it for the driver), answers with no rows."""
+    """Stands in for an AsyncSession, AsyncConnection or DriverConnection: records each
+    statement (a statement object with its values, or SQL text with its arguments as a
+    repository already compiled it for the driver), answers with no rows."""
 
     def __init__(self) -> None:
         self.statements: list[tuple[Any, dict[str, Any] | None] | CapturedSql] = []
@@ -61,11 +61,10 @@ class RecordingSession:
         self.statements.append((statement, params))
         return _EmptyResult()
 
-    async def exec_driver_sql(self, sql: str, params: Any = ()) -> _EmptyResult:
-        if not isinstance(params, tuple):
-            raise NotImplementedError("only positional arguments are captured")
-        self.statements.append(CapturedSql(sql=sql, args=params))
-        return _EmptyResult()
+    async def fetch(self, sql: str, arguments: Any = ()) -> list[Any]:
+        """As `tiketi.core.database.DriverConnection.fetch`: SQL as asyncpg receives it."""
+        self.statements.append(CapturedSql(sql=sql, args=tuple(arguments)))
+        return []
 
 
 def compile_statement(statement: Any, values: dict[str, Any] | None = None) -> CapturedSql:

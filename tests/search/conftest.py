@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, text
 
 from tests.factories import make_account
+from tiketi.core.database import DriverConnection
 from tiketi.users.models import Role, User
 
 
@@ -65,15 +66,23 @@ async def cancel_event(app: FastAPI, event_id: uuid.UUID) -> None:
 
 @contextmanager
 def count_statements(app: FastAPI) -> Iterator[list[str]]:
-    """The SQL statements the app sends while the block runs."""
+    """The SQL statements the app sends while the block runs: through SQLAlchemy (its
+    cursor events) and through the driver's connection (`DriverConnection.fetch`)."""
     statements: list[str] = []
     engine = app.state.engine.sync_engine
+    driver_fetch = DriverConnection.fetch
 
     def record(*args: Any) -> None:
         statements.append(args[2])
 
+    async def fetch(self: DriverConnection, sql: str, arguments: Sequence[Any] = ()) -> list[Any]:
+        statements.append(sql)
+        return await driver_fetch(self, sql, arguments)
+
     event.listen(engine, "before_cursor_execute", record)
+    DriverConnection.fetch = fetch  # type: ignore[method-assign]
     try:
         yield statements
     finally:
+        DriverConnection.fetch = driver_fetch  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", record)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from tests.factories import future, make_event
 from tests.search.conftest import run_sql
+from tiketi.core.database import driver_connection
 from tiketi.core.pagination import Page
 from tiketi.core.responses import to_json
 from tiketi.events.schemas import EventSummary
@@ -48,7 +49,7 @@ async def test_pages_encode_as_event_summary_pages(
         "UPDATE events SET image_url = 'https://example.com/brunch.jpg' WHERE id = :id",
         id=brunch.id,
     )
-    async with app.state.autocommit_engine.connect() as connection:
+    async with driver_connection(app.state.engine) as connection:
         items, next_cursor = await SearchService(connection).search(
             SearchParams.model_validate(params)
         )

@@ -5,12 +5,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from tiketi.core.database import DriverConnection
 from tiketi.core.repository import AnyRow, keyset_page
 from tiketi.payments.models import Payment, PaymentCallback, PaymentStatus
 
@@ -202,8 +202,7 @@ class SettlementRepository:
         connection to autocommit and back and a bookkeeping commit, each a greenlet hop,
         which cost more CPU than the INSERT itself. Errors are wrapped as SQLAlchemy's
         would be, so the API answers them the same (503 for an unavailable database)."""
-        driver = (await self.conn.get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = DriverConnection(await self.conn.get_raw_connection(), self.conn.dialect)
         args = (checkout_request_id, source_ip, raw)
         if as_json:
             try:
@@ -302,9 +301,7 @@ class SettlementRepository:
         )
 
 
-async def _fetch_id(driver: Any, sql: str, args: tuple[str | None, ...]) -> uuid.UUID:
-    """`RETURNING id` on the asyncpg connection, a database error wrapped in DBAPIError."""
-    try:
-        return await driver.fetchval(sql, *args)  # type: ignore[no-any-return]
-    except asyncpg.PostgresError as error:
-        raise DBAPIError(sql, args, error) from error
+async def _fetch_id(driver: DriverConnection, sql: str, args: tuple[str | None, ...]) -> uuid.UUID:
+    """`RETURNING id` through the driver (errors as SQLAlchemy's: `DriverConnection.fetch`)."""
+    (row,) = await driver.fetch(sql, args)
+    return row[0]  # type: ignore[no-any-return]

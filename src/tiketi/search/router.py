@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tiketi.core.database import ConnectionQueue
+from tiketi.core.database import ConnectionQueue, driver_connection
 from tiketi.core.errors import problem_responses
 from tiketi.core.pagination import Page
 from tiketi.core.routing import QueryModelRoute
@@ -28,13 +28,13 @@ async def search_events(params: Annotated[SearchParams, Query()], request: Reque
     combine with AND. Prices are compared with the cheapest ticket on sale. Pages follow
     `next_cursor`, which only works with the same parameters.
     """
-    # One Core connection for the one statement, not the request session (get_session): an
-    # ORM session's dependencies, transaction bookkeeping and commit cost more CPU than the
-    # rest of the request's Python (docs/search.md, "No request session"). It takes its turn
+    # One pooled connection for the one statement, used through asyncpg (the statement is
+    # compiled per shape already): no request session, no SQLAlchemy Connection around it
+    # (docs/search.md, "No request session", "The driver's connection"). It takes its turn
     # for the pool like the request session does (ConnectionQueue).
     state = request.app.state
     queue: ConnectionQueue = state.connection_queue
-    async with queue.turn(), state.autocommit_engine.connect() as connection:
+    async with queue.turn(), driver_connection(state.engine) as connection:
         items, next_cursor = await SearchService(connection).search(params)
     # The JSON of Page[EventSummary], encoded from the items as they are (no models).
     return Response(encode_page(items, next_cursor), media_type="application/json")

@@ -12,8 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from tiketi.core.database import DriverConnection
 from tiketi.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from tiketi.events.service import utcnow
 from tiketi.search.models import NO_PRICE
@@ -81,7 +80,7 @@ def _end_bound(value: datetime | date | None) -> datetime | None:
 
 
 class SearchService:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: DriverConnection) -> None:
         self.repository = SearchRepository(connection)
 
     async def search(self, params: SearchParams) -> tuple[list[SearchItem], str | None]:
@@ -129,7 +128,7 @@ class SearchService:
         next_cursor = None
         if page.has_more:
             last = page.rows[-1]
-            key = [getattr(last, name) for name in KEY_COLUMNS[sort]]
+            key = [last[name] for name in KEY_COLUMNS[sort]]
             if sort is SearchSort.relevance:
                 # The window of matches the first page ranked, carried by every later page.
                 window_end = window_end if after is not None else page.window_end
