@@ -3,7 +3,7 @@ values, same defaults, same 422 bodies, same OpenAPI document — only cheaper."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
 import httpx
@@ -21,6 +21,8 @@ class Lenient(BaseModel):
 
     name: str
     counts: list[int] = Field(default_factory=list)
+    labels: Sequence[str] | None = None
+    codes: frozenset[str] = frozenset()
     flag: bool = False
 
 
@@ -81,6 +83,8 @@ LENIENT_QUERIES = [
     "",
     "name=a",
     "name=a&counts=1&counts=2",
+    "name=a&labels=x&labels=y&codes=p&codes=q&codes=p",
+    "name=a&labels=x",
     "name=a&counts=x",
     "name=a&name=b&flag=true&extra=1",
     "counts=1",

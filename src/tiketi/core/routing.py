@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence, Set
 from typing import Any
 
 from fastapi import Request, Response
@@ -82,8 +82,8 @@ def _endpoint_arguments(route: APIRoute) -> tuple[str, type[BaseModel], str]:
 def _is_sequence(annotation: Any) -> bool:
     """`list[str] | None` and the like: a parameter that may repeat (`?tags=a&tags=b`)."""
     origin = typing.get_origin(annotation)
-    if origin in (list, set, frozenset, tuple):
-        return True
+    if inspect.isclass(origin) and issubclass(origin, Sequence | Set):
+        return not issubclass(origin, str | bytes)
     return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
