@@ -333,12 +333,28 @@ async def _os_error(request: Request, exc: Exception) -> JSONResponse:
 
 # Text PostgreSQL cannot store (a NUL character, U+0000) is bad input, wherever it came from.
 _UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
+# The database did not answer in time: a statement cancelled by `statement_timeout` (57014
+# query_canceled) or a lock not granted within `lock_timeout` (55P03 lock_not_available).
+# The transaction was rolled back; the same request may well succeed a moment later.
+_BUSY_SQLSTATES = ("57014", "55P03")
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_connection_failure(exc):
         return await _database_unavailable(request, exc)
-    if sqlstate(exc) in _UNSTORABLE_TEXT_SQLSTATES:
+    code = sqlstate(exc)
+    if code in _BUSY_SQLSTATES:
+        logger.warning(
+            "database busy: SQLSTATE %s on %s %s", code, request.method, request.url.path
+        )
+        return problem_response(
+            request,
+            503,
+            "database_busy",
+            "The database did not answer in time; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    if code in _UNSTORABLE_TEXT_SQLSTATES:
         return problem_response(
             request,
             422,
