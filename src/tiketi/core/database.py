@@ -154,8 +154,8 @@ class DriverConnection:
 
     For a request whose work is one read that it has compiled itself (`GET /search`):
     SQLAlchemy's `Connection` around that one statement (checkout with an isolation level,
-    autobegin, a result object, the reset on return) cost ~0.5 ms of CPU per search, ~20% of
-    the request's (docs/search.md, "The driver's connection"). Errors still arrive as
+    autobegin, a result object, the reset on return) cost ~0.8 ms of CPU per search, a
+    quarter of the request's (docs/search.md, "The driver's connection"). Errors still arrive as
     SQLAlchemy's, so the API answers them the same way (`driver_error`); a connection that
     broke is invalidated (closed, never handed out again)."""
 
