@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import make_settings
+from tiketi.core.embedded import to_asyncpg_dsn
 from tiketi.main import create_app
 
 ROUTES = [("/events", {}), ("/search", {"q": "jazz"})]
@@ -21,7 +22,7 @@ ROUTES = [("/events", {}), ("/search", {"q": "jazz"})]
 @pytest.fixture
 async def locked(database_url: str) -> AsyncIterator[None]:
     """Another session holds the events table in ACCESS EXCLUSIVE mode: every read waits."""
-    holder = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    holder = await asyncpg.connect(to_asyncpg_dsn(database_url))
     transaction = holder.transaction()
     await transaction.start()
     await holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")

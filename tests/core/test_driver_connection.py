@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tiketi.core.database import driver_connection
+from tiketi.core.embedded import to_asyncpg_dsn
 from tiketi.core.errors import sqlstate
 
 
@@ -23,8 +24,7 @@ async def _backend(engine: AsyncEngine) -> int:
 
 
 async def _terminate(app: FastAPI, pid: int) -> None:
-    url = app.state.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(url)
+    admin = await asyncpg.connect(to_asyncpg_dsn(app.state.settings.database_url))
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         for _ in range(100):  # gone from the server's view: the socket is closed
