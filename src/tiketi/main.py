@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         # The same pool, each connection in autocommit while checked out (set and reset
-        # without a round trip): for requests whose work is one statement (a search, a hold).
+        # without a round trip): for a request whose work is one statement (a hold; a search
+        # goes to the driver directly, `driver_connection`).
         app.state.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.connection_queue = ConnectionQueue.from_settings(settings)
